@@ -1,0 +1,187 @@
+//! Synthetic batches: valid DPV batch files of any size, written streaming.
+//!
+//! Used by `dpv-batch gen`, the benchmarks (a 200 MB batch), the demo and the
+//! tests. Letters rotate through the three languages and carry Norwegian
+//! letters (æøå) so that encoding bugs show.
+
+use std::io::{self, Write};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub system_user_code: String,
+    pub shipment_reference: String,
+    pub letters: u64,
+    /// Size of one attachment per letter, in bytes before base64; 0 for none.
+    pub attachment_bytes: usize,
+    /// Prefix of every SendersReference (followed by the letter's number).
+    pub reference_prefix: String,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            system_user_code: "ABC-123".into(),
+            shipment_reference: "GEN-0001".into(),
+            letters: 10,
+            attachment_bytes: 0,
+            reference_prefix: "GEN-0001-".into(),
+        }
+    }
+}
+
+/// Valid organisation numbers used as recipients.
+pub const REPORTEES: [&str; 8] = [
+    "974760673",
+    "991825827",
+    "974761076",
+    "891417772",
+    "931706691",
+    "874391506",
+    "808063603",
+    "940681243",
+];
+
+const LANGS: [(&str, &str, &str); 3] = [
+    (
+        "1044",
+        "Vedtak om tilskudd",
+        "Søknaden din om tilskudd er behandlet. Se vedlagt vedtak.",
+    ),
+    (
+        "2068",
+        "Vedtak om tilskot",
+        "Søknaden din om tilskot er handsama. Sjå vedlagt vedtak.",
+    ),
+    (
+        "1033",
+        "Grant decision",
+        "Your application has been processed. See the attached decision.",
+    ),
+];
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Base64 of `len` pseudo-random bytes, wrapped at 76 columns like MIME.
+fn attachment_data(len: usize, seed: u64) -> String {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        bytes.extend_from_slice(&state.to_le_bytes()[..(len - bytes.len()).min(8)]);
+    }
+    let mut out = String::with_capacity(len * 4 / 3 + len / 57 + 4);
+    for (i, chunk) in bytes.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push('\n');
+        }
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(B64[(n >> 18) as usize & 63] as char);
+        out.push(B64[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            B64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Write a valid batch (UTF-8) to `out`.
+pub fn write_batch(spec: &Spec, out: &mut dyn Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 20, out);
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<Correspondences xmlns="http://schemas.altinn.no/services/intermediary/correspondence/2009/10">"#
+    )?;
+    writeln!(
+        out,
+        "  <SystemUserCode>{}</SystemUserCode>",
+        spec.system_user_code
+    )?;
+    writeln!(
+        out,
+        "  <ShipmentReference>{}</ShipmentReference>",
+        spec.shipment_reference
+    )?;
+    // One attachment body is shared by all letters: generating it once keeps
+    // generation fast, and validation still reads every byte of every copy.
+    let data = (spec.attachment_bytes > 0).then(|| attachment_data(spec.attachment_bytes, 7));
+    for i in 0..spec.letters {
+        let (lang, title, summary) = LANGS[(i % 3) as usize];
+        let reportee = REPORTEES[(i % REPORTEES.len() as u64) as usize];
+        write!(
+            out,
+            r#"  <Correspondence>
+    <ServiceCode>4255</ServiceCode>
+    <ServiceEdition>10</ServiceEdition>
+    <SendersReference>{prefix}{i:08}</SendersReference>
+    <Reportee>{reportee}</Reportee>
+    <Content>
+      <LanguageCode>{lang}</LanguageCode>
+      <MessageTitle>{title} nr. {i}</MessageTitle>
+      <MessageSummary>{summary}</MessageSummary>
+      <MessageBody>&lt;p&gt;{summary}&lt;/p&gt;</MessageBody>
+"#,
+            prefix = spec.reference_prefix
+        )?;
+        if let Some(data) = &data {
+            write!(
+                out,
+                r#"      <Attachments>
+        <BinaryAttachments>
+          <BinaryAttachment>
+            <FileName>vedtak-{i}.pdf</FileName>
+            <Name>Vedtak</Name>
+            <Encrypted>false</Encrypted>
+            <Data>{data}</Data>
+          </BinaryAttachment>
+        </BinaryAttachments>
+      </Attachments>
+"#
+            )?;
+        }
+        write!(
+            out,
+            r#"    </Content>
+    <VisibleDateTime>2026-12-01T08:00:00</VisibleDateTime>
+    <Notifications>
+      <Notification>
+        <ShipmentDateTime>2026-12-01T09:00:00</ShipmentDateTime>
+        <LanguageCode>{lang}</LanguageCode>
+        <NotificationType>VarselDPVMedRevarsel</NotificationType>
+        <TextTokens>
+          <TextToken>
+            <TokenNum>0</TokenNum>
+            <TokenValue>{title}</TokenValue>
+          </TextToken>
+        </TextTokens>
+        <RecieverEndPoints>
+          <ReceiverEndPoint>
+            <TransportType>EmailPreferred</TransportType>
+          </ReceiverEndPoint>
+        </RecieverEndPoints>
+      </Notification>
+    </Notifications>
+  </Correspondence>
+"#
+        )?;
+    }
+    writeln!(out, "</Correspondences>")?;
+    out.flush()
+}

@@ -1,0 +1,10 @@
+//! dpv-batch: send Digital Post til Virksomheter through Altinn by dropping
+//! batch files in a folder.
+//!
+//! The stages of the pipeline each live in a module of their own; today:
+//! - [`validate`]: the three validation layers (reading, schema, DPV rules)
+//!   and export packages.
+//! - [`gen`]: synthetic batches for demos, tests and benchmarks.
+
+pub mod gen;
+pub mod validate;

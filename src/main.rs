@@ -1,0 +1,155 @@
+//! The `dpv-batch` command line: one binary, one subcommand per job.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use dpv_batch::gen;
+use dpv_batch::validate::{report, Options, Validator};
+
+#[derive(Parser)]
+#[command(
+    name = "dpv-batch",
+    version,
+    about = "Digital Post til Virksomheter through Altinn, from a folder"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check batch files (XML or export-package .zip): reading, Altinn's XSD,
+    /// and the DPV rules. Exit 0: all valid; 1: some invalid; 2: usage or I/O error.
+    Validate {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Use this XSD instead of the embedded Altinn correspondence schema.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
+        /// Largest attachment accepted, in bytes (decoded).
+        #[arg(long, value_name = "BYTES", default_value_t = 100 * 1024 * 1024)]
+        max_attachment_bytes: u64,
+        /// List at most this many errors per file (all are counted).
+        #[arg(long, default_value_t = 1000)]
+        max_errors: usize,
+        /// Files to check.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Write a synthetic, valid batch (for trying things out and benchmarks).
+    Gen {
+        /// Number of letters.
+        #[arg(long, default_value_t = 10)]
+        letters: u64,
+        /// One attachment per letter of this many bytes (0: none).
+        #[arg(long, default_value_t = 0)]
+        attachment_bytes: usize,
+        /// ShipmentReference; also the prefix of every SendersReference.
+        #[arg(long, default_value = "GEN-0001")]
+        shipment: String,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate {
+            format,
+            schema,
+            max_attachment_bytes,
+            max_errors,
+            paths,
+        } => {
+            let mut options = Options::default();
+            options.rules.max_attachment_bytes = max_attachment_bytes;
+            options.package.max_entry_bytes =
+                options.package.max_entry_bytes.max(max_attachment_bytes);
+            options.max_errors = max_errors;
+            validate(format, schema, options, &paths)
+        }
+        Command::Gen {
+            letters,
+            attachment_bytes,
+            shipment,
+            out,
+        } => {
+            let spec = gen::Spec {
+                letters,
+                attachment_bytes,
+                reference_prefix: format!("{shipment}-"),
+                shipment_reference: shipment,
+                ..gen::Spec::default()
+            };
+            let result = match &out {
+                Some(path) => File::create(path).and_then(|mut f| gen::write_batch(&spec, &mut f)),
+                None => gen::write_batch(&spec, &mut std::io::stdout().lock()),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dpv-batch gen: cannot write the batch: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn validate(
+    format: Format,
+    schema: Option<PathBuf>,
+    options: Options,
+    paths: &[PathBuf],
+) -> ExitCode {
+    let validator = match &schema {
+        None => Validator::new(options),
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => Validator::with_schema(&bytes, options),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        },
+    };
+    let validator = match validator {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("dpv-batch validate: the schema cannot be used: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut reports = Vec::with_capacity(paths.len());
+    let mut stdout = std::io::stdout().lock();
+    for path in paths {
+        let r = validator.validate_path(path);
+        if let Format::Text = format {
+            let _ = stdout.write_all(report::text(&r).as_bytes());
+        }
+        reports.push(r);
+    }
+    if let Format::Json = format {
+        let _ = writeln!(stdout, "{}", report::json(&reports));
+    }
+    let unreadable = reports
+        .iter()
+        .any(|r| r.errors.iter().any(|e| e.code == "XML901" && e.line == 0));
+    if unreadable {
+        ExitCode::from(2)
+    } else if reports.iter().all(|r| r.valid) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
