@@ -4,7 +4,9 @@
 //! The stages of the pipeline each live in a module of their own; today:
 //! - [`validate`]: the three validation layers (reading, schema, DPV rules)
 //!   and export packages.
+//! - [`xml`]: the one place that talks to libxml2 (streaming SAX + XSD).
 //! - [`gen`]: synthetic batches for demos, tests and benchmarks.
 
 pub mod gen;
 pub mod validate;
+pub mod xml;

@@ -19,13 +19,14 @@ pub mod ids;
 pub mod package;
 pub mod report;
 pub mod rules;
-pub mod xml;
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
 use serde::Serialize;
+
+use crate::xml;
 
 pub use package::PackageLimits;
 pub use rules::RuleOptions;
@@ -146,7 +147,7 @@ impl Validator {
         package: Option<&rules::PackageFiles>,
     ) -> FileReport {
         let mut rules = rules::Rules::new(&self.options.rules, package);
-        let problems = xml::parse(&self.schema, input, &mut rules);
+        let problems = xml::parse(Some(&self.schema), input, &mut rules);
         let letters = rules.letters;
         // A file that is not well-formed was read only up to the error; the
         // rule findings on the part before it are still true, so all are kept.

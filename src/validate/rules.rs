@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use super::ids::{is_national_id, is_org_number};
-use super::xml::{Events, Pos};
+use crate::xml::{Events, Pos};
 
 /// A rule violation: code, where, and a message an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! Layers 1 and 2: reading the XML and checking it against the XSD, in one
-//! streaming pass through libxml2.
+//! Reading XML safely, and checking it against an XSD, in one streaming pass
+//! through libxml2. Every XML document from outside (batches, Altinn's
+//! receipts and confirmations) is read through here.
 //!
 //! Why libxml2 and why SAX: libxml2 is the only mature XSD 1.0 validator we
 //! can embed, and its SAX interface with a *schema plug*
@@ -17,6 +18,7 @@
 //! stay on the thread that made them. All `unsafe` of the project's XML
 //! handling is in this file.
 
+use std::borrow::Cow;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io::Read;
 use std::ptr;
@@ -31,12 +33,32 @@ pub struct Pos {
     pub column: u32,
 }
 
-/// What the parser hands to the rules layer. Names are local names; text is
-/// UTF-8 whatever the input encoding was (libxml2 transcodes).
+/// The Altinn correspondence batch namespace.
+pub const BATCH_NS: &[u8] =
+    b"http://schemas.altinn.no/services/intermediary/correspondence/2009/10";
+
+/// A start tag in full, for consumers that re-serialise the document.
+pub struct Tag<'a> {
+    pub local: &'a [u8],
+    pub prefix: Option<&'a [u8]>,
+    pub uri: Option<&'a [u8]>,
+    /// Namespace declarations on this tag: (prefix or none for the default, URI).
+    pub namespaces: Vec<(Option<&'a [u8]>, &'a [u8])>,
+    /// Attributes: (prefix, local name, value). Values are plain text: no
+    /// entity or character references left in them.
+    pub attributes: Vec<(Option<&'a [u8]>, &'a [u8], Cow<'a, [u8]>)>,
+}
+
+/// What the parser hands on: element starts and ends, and character data.
+/// Text is UTF-8 whatever the input encoding was (libxml2 transcodes).
 pub trait Events {
     /// An element starts. `pos` is where its content begins (just after `>`),
     /// which is where a value error is best pointed at.
     fn start(&mut self, local: &[u8], in_batch_ns: bool, pos: Pos);
+    /// The full start tag; by default only the name is passed on to `start`.
+    fn start_tag(&mut self, tag: &Tag<'_>, pos: Pos) {
+        self.start(tag.local, tag.uri == Some(BATCH_NS), pos)
+    }
     /// Character data of the current element, possibly in several pieces.
     fn text(&mut self, text: &[u8]);
     /// The current element ends.
@@ -111,10 +133,15 @@ unsafe extern "C" fn collect_schema_compile_error(ctx: *mut c_void, err: ffi::xm
     errors.push(format!("line {}: {}", e.line, cstr(e.message).trim()));
 }
 
-/// Stream `input` through the parser and the schema, feeding `events`.
-/// Returns every reading and schema problem found (reading stops at the first
-/// well-formedness error, as XML requires; schema checking goes on).
-pub fn parse(schema: &Schema, input: &mut dyn Read, events: &mut dyn Events) -> Vec<XmlProblem> {
+/// Stream `input` through the parser (and the schema, if one is given),
+/// feeding `events`. Returns every reading and schema problem found (reading
+/// stops at the first well-formedness error, as XML requires; schema
+/// checking goes on).
+pub fn parse(
+    schema: Option<&Schema>,
+    input: &mut dyn Read,
+    events: &mut dyn Events,
+) -> Vec<XmlProblem> {
     init();
     let mut source = Source { input, error: None };
     let mut state = State {
@@ -149,14 +176,18 @@ pub fn parse(schema: &Schema, input: &mut dyn Read, events: &mut dyn Events) -> 
         ffi::xmlCtxtUseOptions(pctxt, ffi::xmlParserOption_XML_PARSE_NONET as c_int);
         state.parser = pctxt;
 
-        let vctxt = ffi::xmlSchemaNewValidCtxt(schema.ptr);
-        if vctxt.is_null() {
-            ffi::xmlFreeParserCtxt(pctxt);
-            return vec![io_problem("could not start the schema validator")];
+        let mut vctxt: ffi::xmlSchemaValidCtxtPtr = ptr::null_mut();
+        let mut plug: ffi::xmlSchemaSAXPlugPtr = ptr::null_mut();
+        if let Some(schema) = schema {
+            vctxt = ffi::xmlSchemaNewValidCtxt(schema.ptr);
+            if vctxt.is_null() {
+                ffi::xmlFreeParserCtxt(pctxt);
+                return vec![io_problem("could not start the schema validator")];
+            }
+            ffi::xmlSchemaSetValidStructuredErrors(vctxt, Some(on_schema_error), state_ptr);
+            ffi::xmlSchemaValidateSetLocator(vctxt, Some(locate), state_ptr);
+            plug = ffi::xmlSchemaSAXPlug(vctxt, &mut (*pctxt).sax, &mut (*pctxt).userData);
         }
-        ffi::xmlSchemaSetValidStructuredErrors(vctxt, Some(on_schema_error), state_ptr);
-        ffi::xmlSchemaValidateSetLocator(vctxt, Some(locate), state_ptr);
-        let plug = ffi::xmlSchemaSAXPlug(vctxt, &mut (*pctxt).sax, &mut (*pctxt).userData);
 
         let guard = GlobalErrors::install_parser(state_ptr);
         ffi::xmlParseDocument(pctxt);
@@ -165,7 +196,9 @@ pub fn parse(schema: &Schema, input: &mut dyn Read, events: &mut dyn Events) -> 
         if !plug.is_null() {
             ffi::xmlSchemaSAXUnplug(plug);
         }
-        ffi::xmlSchemaFreeValidCtxt(vctxt);
+        if !vctxt.is_null() {
+            ffi::xmlSchemaFreeValidCtxt(vctxt);
+        }
         ffi::xmlFreeParserCtxt(pctxt);
     }
     if let Some(err) = source.error {
@@ -230,23 +263,44 @@ unsafe extern "C" fn read_source(ctx: *mut c_void, buf: *mut c_char, len: c_int)
     }
 }
 
-const BATCH_NS: &[u8] = b"http://schemas.altinn.no/services/intermediary/correspondence/2009/10";
-
+#[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn on_start(
     ctx: *mut c_void,
     localname: *const ffi::xmlChar,
-    _prefix: *const ffi::xmlChar,
+    prefix: *const ffi::xmlChar,
     uri: *const ffi::xmlChar,
-    _nb_namespaces: c_int,
-    _namespaces: *mut *const ffi::xmlChar,
-    _nb_attributes: c_int,
+    nb_namespaces: c_int,
+    namespaces: *mut *const ffi::xmlChar,
+    nb_attributes: c_int,
     _nb_defaulted: c_int,
-    _attributes: *mut *const ffi::xmlChar,
+    attributes: *mut *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
     let pos = state.pos();
-    let in_ns = !uri.is_null() && CStr::from_ptr(uri as *const c_char).to_bytes() == BATCH_NS;
-    state.events.start(bytes(localname), in_ns, pos);
+    let opt = |p: *const ffi::xmlChar| (!p.is_null()).then(|| bytes(p));
+    let mut tag = Tag {
+        local: bytes(localname),
+        prefix: opt(prefix),
+        uri: opt(uri),
+        namespaces: Vec::new(),
+        attributes: Vec::new(),
+    };
+    // namespaces: pairs (prefix, URI); attributes: quintuples (local, prefix,
+    // URI, value start, value end), the value not NUL-terminated.
+    for i in 0..nb_namespaces.max(0) as usize {
+        let p = *namespaces.add(2 * i);
+        let u = *namespaces.add(2 * i + 1);
+        tag.namespaces.push((opt(p), bytes(u)));
+    }
+    for i in 0..nb_attributes.max(0) as usize {
+        let a = attributes.add(5 * i);
+        let (start, end) = (*a.add(3), *a.add(4));
+        let len = (end as usize).saturating_sub(start as usize);
+        let value = std::slice::from_raw_parts(start, len);
+        tag.attributes
+            .push((opt(*a.add(1)), bytes(*a), unescape_amp(value)));
+    }
+    state.events.start_tag(&tag, pos);
 }
 
 unsafe extern "C" fn on_end(
@@ -366,6 +420,25 @@ impl Drop for GlobalErrors {
         // SAFETY: resetting the thread-local handler to none is always valid.
         unsafe { ffi::xmlSetStructuredErrorFunc(ptr::null_mut(), None) }
     }
+}
+
+/// With entity substitution off (as it must be), libxml2 hands an attribute's
+/// `&` (written `&amp;` or `&#38;`) on as the text `&#38;`. No other `&` can
+/// be in a parsed value, so turning that back into `&` is exact.
+fn unescape_amp(value: &[u8]) -> Cow<'_, [u8]> {
+    const AMP: &[u8] = b"&#38;";
+    if !value.contains(&b'&') {
+        return Cow::Borrowed(value);
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.windows(AMP.len()).position(|w| w == AMP) {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'&');
+        rest = &rest[i + AMP.len()..];
+    }
+    out.extend_from_slice(rest);
+    Cow::Owned(out)
 }
 
 unsafe fn bytes<'a>(s: *const ffi::xmlChar) -> &'a [u8] {
