@@ -44,9 +44,14 @@ pub struct Tag<'a> {
     pub uri: Option<&'a [u8]>,
     /// Namespace declarations on this tag: (prefix or none for the default, URI).
     pub namespaces: Vec<(Option<&'a [u8]>, &'a [u8])>,
-    /// Attributes: (prefix, local name, value). Values are plain text: no
-    /// entity or character references left in them.
-    pub attributes: Vec<(Option<&'a [u8]>, &'a [u8], Cow<'a, [u8]>)>,
+    pub attributes: Vec<Attr<'a>>,
+}
+
+/// One attribute. The value is plain text: no references left in it.
+pub struct Attr<'a> {
+    pub prefix: Option<&'a [u8]>,
+    pub local: &'a [u8],
+    pub value: Cow<'a, [u8]>,
 }
 
 /// What the parser hands on: element starts and ends, and character data.
@@ -297,8 +302,11 @@ unsafe extern "C" fn on_start(
         let (start, end) = (*a.add(3), *a.add(4));
         let len = (end as usize).saturating_sub(start as usize);
         let value = std::slice::from_raw_parts(start, len);
-        tag.attributes
-            .push((opt(*a.add(1)), bytes(*a), unescape_amp(value)));
+        tag.attributes.push(Attr {
+            prefix: opt(*a.add(1)),
+            local: bytes(*a),
+            value: unescape_amp(value),
+        });
     }
     state.events.start_tag(&tag, pos);
 }
