@@ -60,8 +60,6 @@ const LANGS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Base64 of `len` pseudo-random bytes, wrapped at 76 columns like MIME.
 fn attachment_data(len: usize, seed: u64) -> String {
     let mut state = seed
@@ -74,31 +72,7 @@ fn attachment_data(len: usize, seed: u64) -> String {
             .wrapping_add(1442695040888963407);
         bytes.extend_from_slice(&state.to_le_bytes()[..(len - bytes.len()).min(8)]);
     }
-    let mut out = String::with_capacity(len * 4 / 3 + len / 57 + 4);
-    for (i, chunk) in bytes.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push('\n');
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
+    crate::b64::encode(&bytes)
 }
 
 /// Write a valid batch (UTF-8) to `out`.

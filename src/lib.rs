@@ -7,6 +7,14 @@
 //! - [`xml`]: the one place that talks to libxml2 (streaming SAX + XSD).
 //! - [`gen`]: synthetic batches for demos, tests and benchmarks.
 
+pub mod b64;
+pub mod clock;
+pub mod config;
+pub mod durable;
 pub mod gen;
+pub mod journal;
+pub mod outbox;
+pub mod package;
+pub mod transport;
 pub mod validate;
 pub mod xml;

@@ -11,8 +11,10 @@
 //!   zip headers (which a bomb lies in), and inflation stops the moment an
 //!   entry, the package total, or the compression ratio passes its limit.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::rc::Rc;
 
 use zip::ZipArchive;
 
@@ -85,7 +87,12 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
 /// Validate an export package.
 pub fn validate(v: &Validator, name: String, file: File) -> FileReport {
     let limits = &v.options.package;
-    let mut archive = match ZipArchive::new(file) {
+    let consumed = Rc::new(Cell::new(0u64));
+    let counted = CountedFile {
+        inner: file,
+        read: consumed.clone(),
+    };
+    let mut archive = match ZipArchive::new(counted) {
         Ok(a) => a,
         Err(e) => {
             let f = finding(
@@ -168,15 +175,10 @@ pub fn validate(v: &Validator, name: String, file: File) -> FileReport {
             continue;
         }
         let entry_name = entry.name().to_string();
-        let compressed = entry.compressed_size();
-        let mut guard = Guard::new(
-            &mut entry,
-            compressed,
-            limits,
-            limits
-                .max_entry_bytes
-                .min(limits.max_total_bytes.saturating_sub(total)),
-        );
+        let budget = limits
+            .max_entry_bytes
+            .min(limits.max_total_bytes.saturating_sub(total));
+        let mut guard = Guard::new(&mut entry, consumed.clone(), limits, budget);
         match io::copy(&mut guard, &mut io::sink()) {
             Ok(n) => {
                 total += n;
@@ -198,13 +200,13 @@ pub fn validate(v: &Validator, name: String, file: File) -> FileReport {
         }
     };
     let entry_name = entry.name().to_string();
-    let compressed = entry.compressed_size();
     let budget = limits.max_total_bytes.saturating_sub(total);
-    let mut guard = Guard::new(&mut entry, compressed, limits, budget);
+    let mut guard = Guard::new(&mut entry, consumed, limits, budget);
     let mut report = v.validate_xml(format!("{name}!{entry_name}"), &mut guard, Some(&files));
     if let Some(e) = guard.tripped.take() {
-        report.errors.push(guard_finding(&entry_name, e));
-        report.valid = false;
+        // The batch was cut off by the guard: what the parser said about the
+        // cut is noise; the refusal is the one error.
+        return v.finish(name, report.letters, vec![guard_finding(&entry_name, e)]);
     }
     report.file = name;
     report
@@ -223,10 +225,33 @@ fn guard_finding(entry: &str, e: io::Error) -> Finding {
     }
 }
 
+/// The package file, counting the bytes read from it: the compressed bytes
+/// an entry really consumed, which a lying header cannot fake.
+struct CountedFile {
+    inner: File,
+    read: Rc<Cell<u64>>,
+}
+
+impl Read for CountedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl Seek for CountedFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
 /// Counts inflated bytes and fails the read the moment a limit is passed.
 struct Guard<'a, R: Read> {
     inner: &'a mut R,
-    compressed: u64,
+    /// Compressed bytes read from the package, and the count when this entry began.
+    compressed: Rc<Cell<u64>>,
+    compressed_start: u64,
     out: u64,
     budget: u64,
     max_ratio: u64,
@@ -236,10 +261,17 @@ struct Guard<'a, R: Read> {
 }
 
 impl<'a, R: Read> Guard<'a, R> {
-    fn new(inner: &'a mut R, compressed: u64, limits: &PackageLimits, budget: u64) -> Self {
+    fn new(
+        inner: &'a mut R,
+        compressed: Rc<Cell<u64>>,
+        limits: &PackageLimits,
+        budget: u64,
+    ) -> Self {
+        let compressed_start = compressed.get();
         Guard {
             inner,
-            compressed: compressed.max(1),
+            compressed,
+            compressed_start,
             out: 0,
             budget,
             max_ratio: limits.max_ratio,
@@ -265,7 +297,8 @@ impl<R: Read> Read for Guard<'_, R> {
                 "it inflates to more than {budget} bytes, over the package limits"
             )));
         }
-        if self.out > RATIO_FLOOR && self.out / self.compressed > self.max_ratio {
+        let compressed = (self.compressed.get() - self.compressed_start).max(1);
+        if self.out > RATIO_FLOOR && self.out / compressed > self.max_ratio {
             let max = self.max_ratio;
             return Err(self.trip(format!(
                 "its compression ratio passes {max}:1, which only a compression bomb does"

@@ -213,7 +213,7 @@ impl Base64 {
         if self.symbol_after_padding || self.padding > 2 {
             return Some("'=' padding may only stand at the very end".into());
         }
-        if (self.symbols + self.padding) % 4 != 0 {
+        if !(self.symbols + self.padding).is_multiple_of(4) {
             return Some("its length is not a multiple of 4, so it looks cut off".into());
         }
         None
@@ -244,8 +244,14 @@ pub struct Rules<'a> {
     notification: Notification,
     endpoint: Endpoint,
     attachment: Attachment,
-    /// SendersReference → line of first use.
-    references: HashMap<String, u32>,
+    /// SendersReference (length, hash of the whole, kept prefix) → line of first use.
+    references: HashMap<(usize, u64, String), u32>,
+    /// The current element has xsi:nil="true" (no value).
+    nil: bool,
+    /// The full value of a SendersReference being read can be longer than
+    /// what is kept; uniqueness is decided on (length, kept bytes, hash).
+    full_hash: std::collections::hash_map::DefaultHasher,
+    full_len: usize,
     /// Letters seen, for the summary.
     pub letters: u64,
 }
@@ -266,6 +272,9 @@ impl<'a> Rules<'a> {
             endpoint: Endpoint::default(),
             attachment: Attachment::default(),
             references: HashMap::new(),
+            nil: false,
+            full_hash: Default::default(),
+            full_len: 0,
             letters: 0,
         }
     }
@@ -276,6 +285,11 @@ impl<'a> Rules<'a> {
 
     fn report(&mut self, code: &'static str, pos: Pos, message: String) {
         self.violations.push(Violation { code, pos, message });
+    }
+
+    fn reference_key(&self, kept: &str) -> (usize, u64, String) {
+        use std::hash::Hasher;
+        (self.full_len, self.full_hash.finish(), kept.to_string())
     }
 
     /// A finished field: its value (lossy UTF-8, at most KEEP_BYTES) and position.
@@ -332,7 +346,7 @@ impl<'a> Rules<'a> {
                          receipts and status look-ups use it"
                             .into(),
                     );
-                } else if let Some(first) = self.references.get(&value) {
+                } else if let Some(first) = self.references.get(&self.reference_key(&value)) {
                     let first = *first;
                     self.report(
                         "DPV011",
@@ -343,7 +357,8 @@ impl<'a> Rules<'a> {
                         ),
                     );
                 } else {
-                    self.references.insert(value, pos.line);
+                    let key = self.reference_key(&value);
+                    self.references.insert(key, pos.line);
                 }
             }
             Field::Reportee => {
@@ -373,19 +388,22 @@ impl<'a> Rules<'a> {
                 }
             }
             Field::IsReservable => {
+                // `false` is what the flag means when absent: harmless, and
+                // legacy exports often write it on every letter.
+                let set = matches!(value.trim(), "true" | "1");
                 let is_org = self.letter.reportee.as_deref().is_some_and(is_org_number);
-                if is_org {
+                if set && is_org {
                     self.report(
                         "DPV006",
                         pos,
-                        "IsReservable is set, but the Reportee is an organisation; it applies \
+                        "IsReservable is true, but the Reportee is an organisation; it applies \
                          to private persons only, so remove it"
                             .into(),
                     );
                 }
             }
             Field::OnBehalfOfOrgNr => {
-                if !is_org_number(&value) {
+                if !self.nil && !is_org_number(&value) {
                     self.report(
                         "DPV004",
                         pos,
@@ -449,7 +467,11 @@ impl<'a> Rules<'a> {
         };
         let edition = letter.edition.as_deref();
         let known = match (code.as_str(), edition) {
-            ("4255", Some(e)) => matches!(e.parse::<u32>(), Ok(1..=10)) && !e.starts_with('0'),
+            ("4255", Some(e)) => {
+                e.bytes().all(|b| b.is_ascii_digit())
+                    && !e.starts_with('0')
+                    && matches!(e.parse::<u32>(), Ok(1..=10))
+            }
             ("5504", Some("1")) => true,
             _ => false,
         };
@@ -606,7 +628,16 @@ pub fn is_plain_file_name(name: &str) -> bool {
         && !(name.len() >= 2 && name.as_bytes()[1] == b':')
 }
 
+const XSI: &[u8] = b"http://www.w3.org/2001/XMLSchema-instance";
+
 impl Events for Rules<'_> {
+    fn start_tag(&mut self, tag: &crate::xml::Tag<'_>, pos: Pos) {
+        self.nil = tag.attributes.iter().any(|a| {
+            a.uri == Some(XSI) && a.local == b"nil" && matches!(&*a.value, b"true" | b"1")
+        });
+        self.start(tag.local, tag.uri == Some(crate::xml::BATCH_NS), pos);
+    }
+
     fn start(&mut self, local: &[u8], in_batch_ns: bool, pos: Pos) {
         if self.opaque > 0 {
             self.opaque += 1;
@@ -634,6 +665,8 @@ impl Events for Rules<'_> {
             self.capture = Some((field, pos));
             self.text.clear();
             self.text_chars = 0;
+            self.full_hash = Default::default();
+            self.full_len = 0;
             if field == Field::Data {
                 self.attachment.data = Some((Base64::default(), pos));
             }
@@ -651,6 +684,11 @@ impl Events for Rules<'_> {
             return;
         }
         self.text_chars += text.iter().filter(|&&b| (b & 0xC0) != 0x80).count();
+        if field == Field::SendersReference {
+            use std::hash::Hasher;
+            self.full_hash.write(text);
+            self.full_len += text.len();
+        }
         let room = KEEP_BYTES.saturating_sub(self.text.len());
         self.text.extend_from_slice(&text[..room.min(text.len())]);
     }

@@ -1,0 +1,705 @@
+//! The journal: one SQLite file that owns all pipeline state. Only this
+//! module speaks SQL.
+//!
+//! Why a journal: the promise is "nothing lost, nothing sent twice, whatever
+//! happens". That holds only if every state change is durable *before* the
+//! side effect that depends on it, and if a restart can tell exactly where
+//! each file was. SQLite in WAL mode with `synchronous = FULL` gives durable,
+//! atomic transactions in one local file; nothing else to run or back up.
+//!
+//! The model, top down:
+//! - `files`: one row per input file, moving through [`FileState`];
+//! - `parts`: the batch files we upload (a large input is split), each with
+//!   its own [`PartState`], ShipmentReference and SequenceNo;
+//! - `letters`: every letter (SendersReference) of every part, with the
+//!   status Altinn gave it and when it was read;
+//! - `sequences`: the last SequenceNo used per SystemUserCode;
+//! - `events`: later news (letters read) written to the outbox as new files.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+/// A journal failure. These are not expected in normal operation (disk full,
+/// a corrupt file); the daemon stops rather than carry on without a journal.
+#[derive(Debug)]
+pub struct JournalError(pub String);
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "journal: {}", self.0)
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError(e.to_string())
+    }
+}
+
+/// Where an input file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    /// Journalled, still in the inbox: the move into staging comes next.
+    Received,
+    /// In staging, hashed: validation comes next.
+    Staged,
+    /// Parts written and journalled (with their SequenceNos): upload next.
+    Packaged,
+    /// Every part uploaded: waiting for Altinn's receipts.
+    Submitted,
+    /// Outcome known: receipt to write, input to move.
+    Finishing,
+    /// Receipt in the outbox, input archived or failed.
+    Done,
+}
+
+/// The final verdict on an input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    Accepted,
+    PartiallyAccepted,
+    Rejected,
+    Failed,
+}
+
+/// Where a part is on its way to Altinn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartState {
+    Packaged,
+    /// Upload started: after a crash, look at the remote side before uploading again.
+    Uploading,
+    Uploaded,
+    Receipted,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident),* }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => stringify!($v)),* }
+            }
+            fn parse(s: &str) -> rusqlite::Result<Self> {
+                match s {
+                    $(stringify!($v) => Ok(Self::$v),)*
+                    other => Err(rusqlite::Error::InvalidColumnType(0, other.to_string(), rusqlite::types::Type::Text)),
+                }
+            }
+        }
+    };
+}
+text_enum!(FileState {
+    Received,
+    Staged,
+    Packaged,
+    Submitted,
+    Finishing,
+    Done
+});
+text_enum!(Outcome {
+    Accepted,
+    PartiallyAccepted,
+    Rejected,
+    Failed
+});
+text_enum!(PartState {
+    Packaged,
+    Uploading,
+    Uploaded,
+    Receipted
+});
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRow {
+    pub id: i64,
+    pub name: String,
+    pub sha256: Option<String>,
+    pub size: i64,
+    pub state: FileState,
+    pub outcome: Option<Outcome>,
+    /// A one-line reason for the outcome, or the last error while in flight.
+    pub reason: Option<String>,
+    pub letters: i64,
+    pub received_at: String,
+    pub updated_at: String,
+    /// The validation report (JSON) when the file was rejected by validation.
+    #[serde(skip)]
+    pub report_json: Option<String>,
+    pub receipt_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartRow {
+    pub id: i64,
+    pub file_id: i64,
+    pub part_no: i64,
+    pub remote_name: String,
+    pub shipment_reference: String,
+    pub sequence_no: Option<i64>,
+    pub letters: i64,
+    pub bytes: i64,
+    pub state: PartState,
+    pub status: Option<String>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LetterRow {
+    pub part_no: i64,
+    pub senders_reference: String,
+    pub reportee: String,
+    pub status: Option<String>,
+    pub text: Option<String>,
+    pub read_at: Option<String>,
+}
+
+/// A part about to be journalled by [`Journal::record_parts`].
+pub struct NewPart {
+    pub part_no: i64,
+    pub remote_name: String,
+    pub shipment_reference: String,
+    pub sequence_no: Option<i64>,
+    pub bytes: i64,
+    /// (SendersReference, Reportee) of each letter in the part.
+    pub letters: Vec<(String, String)>,
+}
+
+/// A read-event file to be written to the outbox.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: i64,
+    pub file_id: i64,
+    pub outbox_name: String,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    sha256 TEXT,
+    size INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    reason TEXT,
+    letters INTEGER NOT NULL DEFAULT 0,
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    report_json TEXT,
+    receipt_name TEXT
+);
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
+CREATE TABLE IF NOT EXISTS parts (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    part_no INTEGER NOT NULL,
+    remote_name TEXT NOT NULL UNIQUE,
+    shipment_reference TEXT NOT NULL,
+    sequence_no INTEGER,
+    letters INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT,
+    text TEXT,
+    UNIQUE (file_id, part_no)
+);
+CREATE INDEX IF NOT EXISTS parts_state ON parts(state);
+CREATE INDEX IF NOT EXISTS parts_shipment ON parts(shipment_reference);
+CREATE TABLE IF NOT EXISTS letters (
+    id INTEGER PRIMARY KEY,
+    part_id INTEGER NOT NULL REFERENCES parts(id),
+    senders_reference TEXT NOT NULL,
+    reportee TEXT NOT NULL,
+    status TEXT,
+    text TEXT,
+    read_at TEXT,
+    event_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS letters_part ON letters(part_id);
+CREATE INDEX IF NOT EXISTS letters_ref ON letters(senders_reference);
+CREATE TABLE IF NOT EXISTS sequences (
+    system_user_code TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    outbox_name TEXT NOT NULL,
+    written INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters, received_at, \
+                         updated_at, report_json, receipt_name";
+const PART_COLS: &str =
+    "id, file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state, status, text";
+
+fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        sha256: r.get(2)?,
+        size: r.get(3)?,
+        state: FileState::parse(&r.get::<_, String>(4)?)?,
+        outcome: r
+            .get::<_, Option<String>>(5)?
+            .map(|s| Outcome::parse(&s))
+            .transpose()?,
+        reason: r.get(6)?,
+        letters: r.get(7)?,
+        received_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        report_json: r.get(10)?,
+        receipt_name: r.get(11)?,
+    })
+}
+
+fn part_row(r: &Row<'_>) -> rusqlite::Result<PartRow> {
+    Ok(PartRow {
+        id: r.get(0)?,
+        file_id: r.get(1)?,
+        part_no: r.get(2)?,
+        remote_name: r.get(3)?,
+        shipment_reference: r.get(4)?,
+        sequence_no: r.get(5)?,
+        letters: r.get(6)?,
+        bytes: r.get(7)?,
+        state: PartState::parse(&r.get::<_, String>(8)?)?,
+        status: r.get(9)?,
+        text: r.get(10)?,
+    })
+}
+
+pub struct Journal {
+    conn: Connection,
+}
+
+impl Journal {
+    /// Open (or create) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal { conn })
+    }
+
+    /// Open read-only, for `status` while the daemon runs.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Journal { conn })
+    }
+
+    // ---- files -------------------------------------------------------------
+
+    /// A new input file seen in the inbox, before it is moved.
+    pub fn add_file(&self, name: &str, size: u64) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO files (name, size, state) VALUES (?1, ?2, 'Received')",
+            params![name, size as i64],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn file(&self, id: i64) -> Result<FileRow> {
+        let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], file_row)?)
+    }
+
+    /// Files in `state`, oldest first.
+    pub fn files_in(&self, state: FileState) -> Result<Vec<FileRow>> {
+        let sql = format!("SELECT {FILE_COLS} FROM files WHERE state = ?1 ORDER BY id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([state.as_str()], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every file, newest first (for `status`).
+    pub fn all_files(&self) -> Result<Vec<FileRow>> {
+        let sql = format!("SELECT {FILE_COLS} FROM files ORDER BY id DESC");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Files not yet done.
+    pub fn open_files(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM files WHERE state != 'Done'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn set_staged(&self, id: i64, sha256: &str, size: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state = 'Staged', sha256 = ?2, size = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            params![id, sha256, size as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Record a transient problem on a file that stays where it is.
+    pub fn set_reason(&self, id: i64, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET reason = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
+    /// An earlier file with the same content that went (or is going) to Altinn.
+    pub fn submitted_duplicate(&self, sha256: &str, id: i64) -> Result<Option<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE sha256 = ?1 AND id < ?2 AND \
+             (state IN ('Packaged', 'Submitted') OR outcome IN ('Accepted', 'PartiallyAccepted') \
+              OR (outcome IN ('Rejected', 'Failed') AND EXISTS (SELECT 1 FROM parts p WHERE p.file_id = files.id))) \
+             ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, params![sha256, id], file_row)
+            .optional()?)
+    }
+
+    /// The outcome is known: the file moves to Finishing.
+    pub fn set_outcome(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        reason: &str,
+        report_json: Option<&str>,
+        letters: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state = 'Finishing', outcome = ?2, reason = ?3, report_json = coalesce(?4, report_json), \
+             letters = max(letters, ?5), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            params![id, outcome.as_str(), reason, report_json, letters],
+        )?;
+        Ok(())
+    }
+
+    /// Reserve the outbox name of a file's receipt (before it is written).
+    pub fn set_receipt_name(&self, id: i64, name: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET receipt_name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_done(&self, id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state = 'Done', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    // ---- parts and sequence numbers ----------------------------------------
+
+    /// The SequenceNo the next part of `system_user_code` gets (not reserved).
+    pub fn next_sequence(&self, system_user_code: &str) -> Result<i64> {
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last FROM sequences WHERE system_user_code = ?1",
+                [system_user_code],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(last.unwrap_or(0) + 1)
+    }
+
+    /// Journal a file's parts (already written and fsynced), their letters,
+    /// and the SequenceNos they use, in one transaction; the file becomes
+    /// Packaged. Numbers are committed together with the parts that carry
+    /// them, so a crash can neither skip nor reuse one.
+    pub fn record_parts(
+        &mut self,
+        file_id: i64,
+        system_user_code: &str,
+        parts: &[NewPart],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let mut letters_total = 0i64;
+        for p in parts {
+            tx.execute(
+                "INSERT INTO parts (file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'Packaged')",
+                params![file_id, p.part_no, p.remote_name, p.shipment_reference, p.sequence_no, p.letters.len() as i64, p.bytes],
+            )?;
+            let part_id = tx.last_insert_rowid();
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO letters (part_id, senders_reference, reportee) VALUES (?1, ?2, ?3)",
+            )?;
+            for (sref, reportee) in &p.letters {
+                stmt.execute(params![part_id, sref, reportee])?;
+            }
+            letters_total += p.letters.len() as i64;
+        }
+        if let Some(last) = parts.iter().filter_map(|p| p.sequence_no).max() {
+            tx.execute(
+                "INSERT INTO sequences (system_user_code, last) VALUES (?1, ?2) \
+                 ON CONFLICT(system_user_code) DO UPDATE SET last = excluded.last",
+                params![system_user_code, last],
+            )?;
+        }
+        tx.execute(
+            "UPDATE files SET state = 'Packaged', letters = ?2, reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            params![file_id, letters_total],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn parts_of(&self, file_id: i64) -> Result<Vec<PartRow>> {
+        let sql = format!("SELECT {PART_COLS} FROM parts WHERE file_id = ?1 ORDER BY part_no");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([file_id], part_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()> {
+        self.conn.execute(
+            "UPDATE parts SET state = ?2 WHERE id = ?1",
+            params![part_id, state.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Mark a file Submitted once all its parts are uploaded.
+    pub fn set_submitted(&self, file_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state = 'Submitted', reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+            [file_id],
+        )?;
+        Ok(())
+    }
+
+    /// The part a receipt with this ShipmentReference belongs to: the oldest
+    /// one on its way that has no receipt yet.
+    pub fn part_awaiting_receipt(&self, shipment_reference: &str) -> Result<Option<PartRow>> {
+        let sql = format!(
+            "SELECT {PART_COLS} FROM parts WHERE shipment_reference = ?1 AND state IN ('Uploading', 'Uploaded') ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, [shipment_reference], part_row)
+            .optional()?)
+    }
+
+    /// Journal Altinn's receipt for a part: its status and each letter's.
+    pub fn record_receipt(
+        &mut self,
+        part_id: i64,
+        status: &str,
+        text: &str,
+        letters: &[(String, String, String)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE parts SET state = 'Receipted', status = ?2, text = ?3 WHERE id = ?1",
+            params![part_id, status, text],
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE letters SET status = ?3, text = ?4 WHERE part_id = ?1 AND senders_reference = ?2",
+            )?;
+            for (sref, st, tx_text) in letters {
+                stmt.execute(params![part_id, sref, st, tx_text])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn letters_of(&self, file_id: i64) -> Result<Vec<LetterRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.part_no, l.senders_reference, l.reportee, l.status, l.text, l.read_at \
+             FROM letters l JOIN parts p ON p.id = l.part_id WHERE p.file_id = ?1 ORDER BY l.id",
+        )?;
+        let rows = stmt.query_map([file_id], |r| {
+            Ok(LetterRow {
+                part_no: r.get(0)?,
+                senders_reference: r.get(1)?,
+                reportee: r.get(2)?,
+                status: r.get(3)?,
+                text: r.get(4)?,
+                read_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- read confirmations ------------------------------------------------
+
+    /// Journal that letters were read; returns how many letters matched.
+    pub fn record_reads(&mut self, reads: &[(String, String)]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE letters SET read_at = ?2 WHERE senders_reference = ?1 AND read_at IS NULL AND status = 'OK'",
+            )?;
+            for (sref, at) in reads {
+                n += stmt.execute(params![sref, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Plan event files for reads not reported yet, one per Done file:
+    /// each gets an event row with its outbox name, and its letters are
+    /// tied to it, in one transaction, before anything is written.
+    pub fn plan_read_events(&mut self, name_for: &dyn Fn(&FileRow) -> String) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT DISTINCT p.file_id FROM letters l JOIN parts p ON p.id = l.part_id \
+                 JOIN files f ON f.id = p.file_id \
+                 WHERE l.read_at IS NOT NULL AND l.event_id IS NULL AND f.state = 'Done' ORDER BY p.file_id",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for id in ids {
+            let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
+            let file = tx.query_row(&sql, [id], file_row)?;
+            tx.execute(
+                "INSERT INTO events (file_id, outbox_name) VALUES (?1, ?2)",
+                params![id, name_for(&file)],
+            )?;
+            let event = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE letters SET event_id = ?1 WHERE event_id IS NULL AND read_at IS NOT NULL \
+                 AND part_id IN (SELECT id FROM parts WHERE file_id = ?2)",
+                params![event, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn unwritten_events(&self) -> Result<Vec<EventRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, file_id, outbox_name FROM events WHERE written = 0 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(EventRow {
+                id: r.get(0)?,
+                file_id: r.get(1)?,
+                outbox_name: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Letters (SendersReference, Reportee, read at) of one event.
+    pub fn event_letters(&self, event_id: i64) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT senders_reference, reportee, read_at FROM letters WHERE event_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_event_written(&self, event_id: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE events SET written = 1 WHERE id = ?1", [event_id])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(no: i64, seq: Option<i64>, refs: &[&str]) -> NewPart {
+        NewPart {
+            part_no: no,
+            remote_name: format!("r-{no}-{}.xml", seq.unwrap_or(0)),
+            shipment_reference: format!("S-{no}"),
+            sequence_no: seq,
+            bytes: 100,
+            letters: refs
+                .iter()
+                .map(|r| (r.to_string(), "974760673".to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_advance_only_with_committed_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.next_sequence("ABC").unwrap(), 1);
+        let f = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(f, "aa", 10).unwrap();
+        j.record_parts(
+            f,
+            "ABC",
+            &[part(1, Some(1), &["x"]), part(2, Some(2), &["y", "z"])],
+        )
+        .unwrap();
+        assert_eq!(j.next_sequence("ABC").unwrap(), 3);
+        assert_eq!(j.next_sequence("OTHER").unwrap(), 1);
+        assert_eq!(j.file(f).unwrap().state, FileState::Packaged);
+        assert_eq!(j.file(f).unwrap().letters, 3);
+        // Reopening keeps everything.
+        drop(j);
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.next_sequence("ABC").unwrap(), 3);
+        assert_eq!(j.parts_of(f).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn receipts_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let a = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(a, "same", 10).unwrap();
+        let b = j.add_file("b.xml", 10).unwrap();
+        j.set_staged(b, "same", 10).unwrap();
+        assert!(
+            j.submitted_duplicate("same", b).unwrap().is_none(),
+            "a has not gone anywhere yet"
+        );
+        j.record_parts(a, "ABC", &[part(1, None, &["x", "y"])])
+            .unwrap();
+        assert_eq!(j.submitted_duplicate("same", b).unwrap().unwrap().id, a);
+        let p = &j.parts_of(a).unwrap()[0];
+        j.set_part_state(p.id, PartState::Uploaded).unwrap();
+        assert_eq!(j.part_awaiting_receipt("S-1").unwrap().unwrap().id, p.id);
+        let letters = vec![
+            ("x".to_string(), "OK".to_string(), String::new()),
+            ("y".to_string(), "Rejected".to_string(), "nope".to_string()),
+        ];
+        j.record_receipt(p.id, "OK", "", &letters).unwrap();
+        assert!(j.part_awaiting_receipt("S-1").unwrap().is_none());
+        let l = j.letters_of(a).unwrap();
+        assert_eq!(
+            l.iter()
+                .filter(|l| l.status.as_deref() == Some("OK"))
+                .count(),
+            1
+        );
+        // Reads only count for letters Altinn accepted.
+        let reads = vec![
+            ("x".to_string(), "t".to_string()),
+            ("y".to_string(), "t".to_string()),
+        ];
+        assert_eq!(j.record_reads(&reads).unwrap(), 1);
+    }
+}

@@ -1,0 +1,629 @@
+//! Packaging: turn one validated input into the batch files ("parts") that
+//! are uploaded to Altinn.
+//!
+//! What changes between input and parts, and why:
+//! - **Encoding**: parts are always UTF-8, whatever the fagsystem wrote
+//!   (UTF-16, ISO-8859-1, ...): one encoding on the wire, no surprises.
+//! - **Attachments** of an export package (`.zip`) are inlined: an empty
+//!   `<Data/>` gets the base64 of the zip entry its `FileName` names.
+//! - **Size**: a part holds at most `max_part_letters` letters and stays
+//!   under `max_part_bytes` (a single letter larger than that forms a part of
+//!   its own). Part 1 keeps the input's ShipmentReference; part N (N >= 2)
+//!   gets `REF-N`, so Altinn's receipts can be told apart.
+//! - **SequenceNo**: when dpv-batch assigns them, part N gets `first + N - 1`.
+//!   The numbers are only *proposed* here; the journal commits them together
+//!   with the parts that carry them (see `journal::record_parts`).
+//!
+//! It is one streaming pass: the input goes through the same libxml2 SAX
+//! parser as validation, and this module writes the events back out. A
+//! letter that overflows a part is moved to the next one by copying its
+//! bytes from the end of the part file, so memory never holds more than a
+//! buffer, however large the batch.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use zip::ZipArchive;
+
+use crate::b64;
+use crate::validate::package::is_zip;
+use crate::xml::{self, Events, Pos, Tag, BATCH_NS};
+
+/// How to cut and number parts.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    pub max_part_bytes: u64,
+    pub max_part_letters: u64,
+    /// Some(first SequenceNo) when dpv-batch assigns them.
+    pub first_sequence: Option<i64>,
+    /// Prefix of the parts' remote names; part N is `PREFIX-NNN.xml`.
+    pub name_prefix: String,
+}
+
+/// One written part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub part_no: i64,
+    pub path: PathBuf,
+    pub remote_name: String,
+    pub shipment_reference: String,
+    pub sequence_no: Option<i64>,
+    pub bytes: u64,
+    /// (SendersReference, Reportee) of each letter.
+    pub letters: Vec<(String, String)>,
+}
+
+/// The result of packaging one input.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    pub system_user_code: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+pub enum PackError {
+    Io(io::Error),
+    /// The input cannot be packaged as it is; the message says why.
+    Input(String),
+}
+
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackError::Io(e) => write!(f, "packaging failed: {e}"),
+            PackError::Input(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl From<io::Error> for PackError {
+    fn from(e: io::Error) -> Self {
+        PackError::Io(e)
+    }
+}
+
+/// Package `input` (batch XML or export package) into parts under `out_dir`.
+/// Part files are fsynced before this returns; stale parts of an earlier,
+/// interrupted attempt are overwritten.
+pub fn package(input: &Path, out_dir: &Path, opts: &PackOptions) -> Result<Packed, PackError> {
+    fs::create_dir_all(out_dir)?;
+    let mut file = File::open(input)?;
+    let mut writer = PartWriter::new(out_dir, opts);
+    let problems = if is_zip(&mut file)? {
+        let mut xml_archive = ZipArchive::new(file).map_err(zip_err)?;
+        let attachments = ZipArchive::new(File::open(input)?).map_err(zip_err)?;
+        writer.attachments = Some(attachments);
+        let index = (0..xml_archive.len())
+            .find(|&i| {
+                xml_archive
+                    .name_for_index(i)
+                    .is_some_and(|n| !n.contains('/') && n.to_ascii_lowercase().ends_with(".xml"))
+            })
+            .ok_or_else(|| PackError::Input("the export package has no batch XML".into()))?;
+        let mut entry = xml_archive.by_index(index).map_err(zip_err)?;
+        xml::parse(None, &mut entry, &mut writer)
+    } else {
+        let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+        xml::parse(None, &mut reader, &mut writer)
+    };
+    if let Some(e) = writer.error.take() {
+        return Err(e);
+    }
+    if let Some(p) = problems.first() {
+        return Err(PackError::Input(format!(
+            "the input cannot be read again: {}",
+            p.message
+        )));
+    }
+    writer.finish()
+}
+
+const FOOTER: &[u8] = b"</Correspondences>\n";
+
+fn zip_err(e: zip::result::ZipError) -> PackError {
+    PackError::Input(format!("the export package cannot be read: {e}"))
+}
+
+/// Where in the document the writer is.
+#[derive(PartialEq)]
+enum Where {
+    /// Outside the root element.
+    Prolog,
+    /// Directly inside `Correspondences`: header fields.
+    Header,
+    /// Inside a `Correspondence` (which is at depth 2).
+    Letter,
+}
+
+struct PartWriter<'a> {
+    out_dir: &'a Path,
+    opts: &'a PackOptions,
+    attachments: Option<ZipArchive<File>>,
+    error: Option<PackError>,
+    place: Where,
+    depth: usize,
+    /// Per open output element: the default namespace in scope, and the
+    /// prefix it was written with.
+    defaults: Vec<Vec<u8>>,
+    prefixes: Vec<Option<Vec<u8>>>,
+    /// Header field being read, and the values read.
+    header_field: Option<&'static str>,
+    header_text: String,
+    system_user_code: String,
+    shipment_reference: String,
+    input_sequence: Option<String>,
+    /// Leaf values of the current letter that we keep.
+    capture: Option<&'static str>,
+    capture_text: String,
+    senders_reference: String,
+    reportee: String,
+    file_name: String,
+    data_has_text: bool,
+    /// The part being written.
+    current: Option<Open>,
+    done: Vec<Part>,
+}
+
+struct Open {
+    part: Part,
+    out: BufWriter<File>,
+    /// Byte offset where the current letter starts.
+    letter_start: u64,
+}
+
+impl<'a> PartWriter<'a> {
+    fn new(out_dir: &'a Path, opts: &'a PackOptions) -> Self {
+        PartWriter {
+            out_dir,
+            opts,
+            attachments: None,
+            error: None,
+            place: Where::Prolog,
+            depth: 0,
+            defaults: Vec::new(),
+            prefixes: Vec::new(),
+            header_field: None,
+            header_text: String::new(),
+            system_user_code: String::new(),
+            shipment_reference: String::new(),
+            input_sequence: None,
+            capture: None,
+            capture_text: String::new(),
+            senders_reference: String::new(),
+            reportee: String::new(),
+            file_name: String::new(),
+            data_has_text: false,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, e: PackError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Run `f` unless an error already happened; keep its error.
+    fn attempt(&mut self, f: impl FnOnce(&mut Self) -> Result<(), PackError>) {
+        if self.error.is_none() {
+            if let Err(e) = f(self) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn out(&mut self) -> io::Result<&mut Open> {
+        self.current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("internal: no part open"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let open = self.out()?;
+        open.out.write_all(bytes)?;
+        open.part.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Start part number `no` with the header.
+    fn open_part(&mut self, no: i64) -> Result<(), PackError> {
+        if no > 1 && self.opts.first_sequence.is_none() && self.input_sequence.is_some() {
+            return Err(PackError::Input(
+                "the batch is too large for one part but carries its own SequenceNo; split it in \
+                 the fagsystem, or set sender.sequence_numbers = true so dpv-batch numbers the parts"
+                    .into(),
+            ));
+        }
+        let remote_name = format!("{}-{no:03}.xml", self.opts.name_prefix);
+        let path = self.out_dir.join(&remote_name);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .read(true)
+            .open(&path)?;
+        let shipment_reference = if no == 1 {
+            self.shipment_reference.clone()
+        } else {
+            format!("{}-{no}", self.shipment_reference)
+        };
+        let sequence_no = self.opts.first_sequence.map(|first| first + no - 1);
+        let mut header = String::new();
+        header.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        header.push_str("<Correspondences xmlns=\"");
+        header.push_str(std::str::from_utf8(BATCH_NS).unwrap_or_default());
+        header.push_str("\">\n");
+        push_element(&mut header, "SystemUserCode", &self.system_user_code);
+        push_element(&mut header, "ShipmentReference", &shipment_reference);
+        match (sequence_no, &self.input_sequence) {
+            (Some(n), _) => push_element(&mut header, "SequenceNo", &n.to_string()),
+            (None, Some(s)) => push_element(&mut header, "SequenceNo", s),
+            (None, None) => {}
+        }
+        self.current = Some(Open {
+            part: Part {
+                part_no: no,
+                path,
+                remote_name,
+                shipment_reference,
+                sequence_no,
+                bytes: 0,
+                letters: Vec::new(),
+            },
+            out: BufWriter::with_capacity(1 << 20, file),
+            letter_start: 0,
+        });
+        self.write(header.as_bytes())?;
+        Ok(())
+    }
+
+    /// Close the current part: footer, flush, fsync.
+    fn close_part(&mut self) -> Result<(), PackError> {
+        if let Some(mut open) = self.current.take() {
+            open.out.write_all(FOOTER)?;
+            open.part.bytes += FOOTER.len() as u64;
+            let file = open.out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            self.done.push(open.part);
+        }
+        Ok(())
+    }
+
+    /// The last letter made the part too large: move it to a new part.
+    fn move_last_letter(&mut self) -> Result<(), PackError> {
+        let Some(mut open) = self.current.take() else {
+            return Ok(());
+        };
+        open.out.flush()?;
+        let start = open.letter_start;
+        let letter = open.part.letters.pop();
+        let mut file = open.out.into_inner().map_err(|e| e.into_error())?;
+        let end = file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = file.try_clone()?.take(end - start);
+        // Reopen the old part for its footer after the copy.
+        let no = open.part.part_no;
+        open.part.bytes = start;
+        let old = open.part;
+        self.open_part(no + 1)?;
+        let new_start = self.out()?.part.bytes;
+        let copied = {
+            let o = self.out()?;
+            o.letter_start = new_start;
+            io::copy(&mut tail, &mut o.out)?
+        };
+        {
+            let o = self.out()?;
+            o.part.bytes += copied;
+            if let Some(l) = letter {
+                o.part.letters.push(l);
+            }
+        }
+        file.set_len(start)?;
+        file.seek(SeekFrom::Start(start))?;
+        file.write_all(FOOTER)?;
+        file.sync_all()?;
+        let mut old = old;
+        old.bytes += FOOTER.len() as u64;
+        self.done.push(old);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Packed, PackError> {
+        if self.current.is_none() {
+            // A batch without letters still is one (empty) part.
+            self.open_part(1)?;
+        }
+        self.close_part()?;
+        crate::durable::sync_dir(self.out_dir)?;
+        Ok(Packed {
+            system_user_code: self.system_user_code,
+            parts: self.done,
+        })
+    }
+
+    fn start_letter(&mut self) -> Result<(), PackError> {
+        let next_no = match &self.current {
+            None => Some(1),
+            Some(o) if o.part.letters.len() as u64 >= self.opts.max_part_letters => {
+                Some(o.part.part_no + 1)
+            }
+            Some(_) => None,
+        };
+        if let Some(no) = next_no {
+            self.close_part()?;
+            self.open_part(no)?;
+        }
+        let o = self.out()?;
+        o.letter_start = o.part.bytes;
+        self.write(b"  ")?;
+        self.senders_reference.clear();
+        self.reportee.clear();
+        Ok(())
+    }
+
+    fn end_letter(&mut self) -> Result<(), PackError> {
+        self.write(b"\n")?;
+        let letter = (
+            std::mem::take(&mut self.senders_reference),
+            std::mem::take(&mut self.reportee),
+        );
+        let max_bytes = self.opts.max_part_bytes;
+        let o = self.out()?;
+        o.part.letters.push(letter);
+        if o.part.bytes + FOOTER.len() as u64 > max_bytes && o.part.letters.len() > 1 {
+            self.move_last_letter()?;
+        }
+        Ok(())
+    }
+
+    fn start_tag_out(&mut self, tag: &Tag<'_>) -> Result<(), PackError> {
+        let uri = tag.uri.unwrap_or(b"");
+        let default = self
+            .defaults
+            .last()
+            .cloned()
+            .unwrap_or_else(|| BATCH_NS.to_vec());
+        let mut s: Vec<u8> = Vec::with_capacity(64);
+        s.push(b'<');
+        let mut new_default = default.clone();
+        let mut written_prefix = None;
+        match tag.prefix {
+            Some(p) if uri != BATCH_NS => {
+                written_prefix = Some(p.to_vec());
+                s.extend_from_slice(p);
+                s.push(b':');
+                s.extend_from_slice(tag.local);
+                s.extend_from_slice(b" xmlns:");
+                s.extend_from_slice(p);
+                s.extend_from_slice(b"=\"");
+                escape_attr(&mut s, uri);
+                s.push(b'"');
+            }
+            _ => {
+                s.extend_from_slice(tag.local);
+                if uri != default.as_slice() {
+                    s.extend_from_slice(b" xmlns=\"");
+                    escape_attr(&mut s, uri);
+                    s.push(b'"');
+                    new_default = uri.to_vec();
+                }
+            }
+        }
+        for a in &tag.attributes {
+            s.push(b' ');
+            if let Some(p) = a.prefix {
+                if p != b"xml" {
+                    s.extend_from_slice(b"xmlns:");
+                    s.extend_from_slice(p);
+                    s.extend_from_slice(b"=\"");
+                    escape_attr(&mut s, a.uri.unwrap_or(b""));
+                    s.extend_from_slice(b"\" ");
+                }
+                s.extend_from_slice(p);
+                s.push(b':');
+            }
+            s.extend_from_slice(a.local);
+            s.extend_from_slice(b"=\"");
+            escape_attr(&mut s, &a.value);
+            s.push(b'"');
+        }
+        s.push(b'>');
+        self.defaults.push(new_default);
+        self.prefixes.push(written_prefix);
+        self.write(&s)?;
+        Ok(())
+    }
+
+    fn end_tag_out(&mut self, tag_name: &[u8]) -> Result<(), PackError> {
+        self.defaults.pop();
+        let mut s = Vec::with_capacity(tag_name.len() + 4);
+        s.extend_from_slice(b"</");
+        if let Some(p) = self.prefixes.pop().flatten() {
+            s.extend_from_slice(&p);
+            s.push(b':');
+        }
+        s.extend_from_slice(tag_name);
+        s.push(b'>');
+        self.write(&s)?;
+        Ok(())
+    }
+
+    /// At the end of an empty `Data` in an export package: inline the file.
+    fn inline_attachment(&mut self) -> Result<(), PackError> {
+        let name = self.file_name.clone();
+        let Some(archive) = self.attachments.as_mut() else {
+            return Ok(());
+        };
+        let mut entry = archive.by_name(&name).map_err(|_| {
+            PackError::Input(format!("the export package has no file named '{name}'"))
+        })?;
+        let open = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no part open"))?;
+        let mut counted = Counting {
+            inner: &mut open.out,
+            n: 0,
+        };
+        let mut enc = b64::Encoder::new(&mut counted);
+        io::copy(&mut entry, &mut enc)?;
+        enc.finish()?;
+        let n = counted.n;
+        open.part.bytes += n;
+        Ok(())
+    }
+}
+
+struct Counting<'w, W: Write> {
+    inner: &'w mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn push_element(s: &mut String, name: &str, value: &str) {
+    let mut v = Vec::new();
+    escape_text(&mut v, value.as_bytes());
+    s.push_str("  <");
+    s.push_str(name);
+    s.push('>');
+    s.push_str(&String::from_utf8_lossy(&v));
+    s.push_str("</");
+    s.push_str(name);
+    s.push_str(">\n");
+}
+
+fn escape_text(out: &mut Vec<u8>, text: &[u8]) {
+    for &b in text {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'\r' => out.extend_from_slice(b"&#13;"),
+            _ => out.push(b),
+        }
+    }
+}
+
+fn escape_attr(out: &mut Vec<u8>, text: &[u8]) {
+    for &b in text {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\t' => out.extend_from_slice(b"&#9;"),
+            b'\n' => out.extend_from_slice(b"&#10;"),
+            b'\r' => out.extend_from_slice(b"&#13;"),
+            _ => out.push(b),
+        }
+    }
+}
+
+impl Events for PartWriter<'_> {
+    fn start(&mut self, _local: &[u8], _in_batch_ns: bool, _pos: Pos) {}
+
+    fn start_tag(&mut self, tag: &Tag<'_>, _pos: Pos) {
+        self.depth += 1;
+        match (self.depth, &self.place) {
+            (1, _) => self.place = Where::Header,
+            (2, _) if tag.uri == Some(BATCH_NS) && tag.local == b"Correspondence" => {
+                self.place = Where::Letter;
+                self.attempt(|w| {
+                    w.start_letter()?;
+                    w.start_tag_out(tag)
+                });
+            }
+            (2, _) => {
+                self.header_field = match tag.local {
+                    b"SystemUserCode" => Some("SystemUserCode"),
+                    b"ShipmentReference" => Some("ShipmentReference"),
+                    b"SequenceNo" => Some("SequenceNo"),
+                    _ => None,
+                };
+                self.header_text.clear();
+            }
+            (_, Where::Letter) => {
+                self.capture = match (self.depth, tag.local) {
+                    (3, b"SendersReference") => Some("SendersReference"),
+                    (3, b"Reportee") => Some("Reportee"),
+                    (_, b"FileName") => Some("FileName"),
+                    _ => None,
+                };
+                self.capture_text.clear();
+                if tag.local == b"Data" {
+                    self.data_has_text = false;
+                }
+                self.attempt(|w| w.start_tag_out(tag));
+            }
+            _ => {}
+        }
+    }
+
+    fn text(&mut self, text: &[u8]) {
+        match self.place {
+            Where::Header => {
+                if self.header_field.is_some() {
+                    self.header_text.push_str(&String::from_utf8_lossy(text));
+                }
+            }
+            Where::Letter => {
+                if self.capture.is_some() {
+                    self.capture_text.push_str(&String::from_utf8_lossy(text));
+                }
+                if !text.iter().all(u8::is_ascii_whitespace) {
+                    self.data_has_text = true;
+                }
+                let mut escaped = Vec::with_capacity(text.len() + 16);
+                escape_text(&mut escaped, text);
+                self.attempt(|w| Ok(w.write(&escaped)?));
+            }
+            Where::Prolog => {}
+        }
+    }
+
+    fn end(&mut self, local: &[u8], _pos: Pos) {
+        if self.place == Where::Letter {
+            if let Some(field) = self.capture.take() {
+                let value = std::mem::take(&mut self.capture_text);
+                match field {
+                    "SendersReference" => self.senders_reference = value,
+                    "Reportee" => self.reportee = value,
+                    _ => self.file_name = value,
+                }
+            }
+            if local == b"Data" && !self.data_has_text && self.attachments.is_some() {
+                self.attempt(|w| w.inline_attachment());
+            }
+            self.attempt(|w| w.end_tag_out(local));
+            if self.depth == 2 {
+                self.place = Where::Header;
+                self.attempt(|w| w.end_letter());
+            }
+        } else if self.depth == 2 {
+            if let Some(field) = self.header_field.take() {
+                let value = std::mem::take(&mut self.header_text);
+                match field {
+                    "SystemUserCode" => self.system_user_code = value,
+                    "ShipmentReference" => self.shipment_reference = value,
+                    _ => self.input_sequence = Some(value),
+                }
+            }
+        }
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 0 {
+            self.place = Where::Prolog;
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The local transport: a folder standing in for Altinn's SFTP account.
+//!
+//! Layout (shared with `dpv-batch sim`): `upload/` for batches,
+//! `receipts/` and `confirmations/` for what comes back. Useful for demos and
+//! tests, and for sites where another tool moves the files on.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{is_temporary, receipt_name, ErrorKind, Inbound, Result, Transport, TransportError};
+use crate::durable;
+
+pub struct Local {
+    root: PathBuf,
+}
+
+fn err(what: &str, path: &Path, e: io::Error) -> TransportError {
+    let kind = match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    };
+    TransportError {
+        kind,
+        message: format!("{what} {}: {e}", path.display()),
+    }
+}
+
+impl Local {
+    pub fn new(root: &Path) -> Result<Local> {
+        for sub in ["upload", "receipts", "confirmations"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(|e| err("cannot create", &dir, e))?;
+        }
+        Ok(Local {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn folder(&self, folder: Inbound) -> PathBuf {
+        match folder {
+            Inbound::Receipts => self.root.join("receipts"),
+            Inbound::Confirmations => self.root.join("confirmations"),
+        }
+    }
+}
+
+impl Transport for Local {
+    fn describe(&self) -> String {
+        format!("local {}", self.root.display())
+    }
+
+    fn upload(&mut self, local: &Path, remote_name: &str) -> Result<()> {
+        let dest = self.root.join("upload").join(remote_name);
+        let tmp = self
+            .root
+            .join("upload")
+            .join(format!(".{remote_name}.part"));
+        fs::copy(local, &tmp).map_err(|e| err("cannot upload to", &tmp, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| err("cannot sync", &tmp, e))?;
+        durable::rename(&tmp, &dest).map_err(|e| err("cannot rename to", &dest, e))
+    }
+
+    fn delivered(&mut self, remote_name: &str, size: u64) -> Result<bool> {
+        let dest = self.root.join("upload").join(remote_name);
+        match fs::metadata(&dest) {
+            Ok(m) if m.len() == size => return Ok(true),
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("cannot look at", &dest, e)),
+        }
+        let receipt = self
+            .folder(Inbound::Receipts)
+            .join(receipt_name(remote_name));
+        Ok(receipt.exists())
+    }
+
+    fn list(&mut self, folder: Inbound) -> Result<Vec<String>> {
+        let dir = self.folder(folder);
+        let entries = fs::read_dir(&dir).map_err(|e| err("cannot list", &dir, e))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !is_temporary(n) && n.ends_with(".xml"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn fetch(&mut self, folder: Inbound, name: &str, dest: &Path) -> Result<()> {
+        let src = self.folder(folder).join(name);
+        let bytes = fs::read(&src).map_err(|e| err("cannot read", &src, e))?;
+        durable::write_atomic(dest, &bytes).map_err(|e| err("cannot write", dest, e))
+    }
+
+    fn remove(&mut self, folder: Inbound, name: &str) -> Result<()> {
+        let path = self.folder(folder).join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err("cannot remove", &path, e)),
+        }
+    }
+}

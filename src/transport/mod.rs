@@ -1,0 +1,81 @@
+//! Transports: how parts reach Altinn and how receipts come back.
+//!
+//! Every transport (a local folder today; SFTP and Altinn 3 later) sits
+//! behind the one [`Transport`] trait, so the pipeline does not know which
+//! one it talks to. The trait is shaped by crash safety:
+//! - `upload` must never expose a half-written file under its final name
+//!   (write to a temporary name, then rename);
+//! - `delivered` answers "did an upload whose outcome I don't know happen?"
+//!   by looking at the remote side, so a crash between upload and journal
+//!   leads to neither a lost nor a doubled batch;
+//! - inbound files (receipts, confirmations) are listed, fetched to a local
+//!   file, and removed only after the caller has journalled them.
+
+pub mod local;
+
+use std::fmt;
+use std::path::Path;
+
+/// Which inbound folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    Receipts,
+    Confirmations,
+}
+
+/// Whether trying again may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble, a full remote disk, a server restart: retry later.
+    Transient,
+    /// Authentication, host key, permissions: an operator must act.
+    Permanent,
+}
+
+#[derive(Debug)]
+pub struct TransportError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+pub type Result<T> = std::result::Result<T, TransportError>;
+
+pub trait Transport: Send {
+    /// A short description for logs and `status`, e.g. `local /srv/altinn`.
+    fn describe(&self) -> String;
+
+    /// Upload `local` as `remote_name` (temporary name, then rename).
+    fn upload(&mut self, local: &Path, remote_name: &str) -> Result<()>;
+
+    /// Has `remote_name` (of `size` bytes) reached the other side? True when
+    /// it is there under its final name with that size, or Altinn has
+    /// already answered for it.
+    fn delivered(&mut self, remote_name: &str, size: u64) -> Result<bool>;
+
+    /// Names of inbound files waiting, oldest first.
+    fn list(&mut self, folder: Inbound) -> Result<Vec<String>>;
+
+    /// Copy an inbound file to `dest` (a local path; written atomically).
+    fn fetch(&mut self, folder: Inbound, name: &str, dest: &Path) -> Result<()>;
+
+    /// Remove an inbound file once it is journalled.
+    fn remove(&mut self, folder: Inbound, name: &str) -> Result<()>;
+}
+
+/// The receipt file Altinn's side writes for an uploaded batch.
+pub fn receipt_name(remote_name: &str) -> String {
+    format!("{remote_name}.receipt.xml")
+}
+
+/// Temporary and hidden names that no side may take as complete files.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
+}

@@ -1,0 +1,146 @@
+//! Packaging: parts are valid batches, split at the limits, numbered, with
+//! every letter exactly once; encodings normalised; export zips inlined.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+use dpv_batch::package::{package, PackOptions, Packed};
+use dpv_batch::validate::{Options, Validator};
+
+fn opts(bytes: u64, letters: u64, first: Option<i64>) -> PackOptions {
+    PackOptions {
+        max_part_bytes: bytes,
+        max_part_letters: letters,
+        first_sequence: first,
+        name_prefix: "dpv-00000001".into(),
+    }
+}
+
+fn gen(path: &Path, letters: u64, attachment: usize) {
+    let spec = dpv_batch::gen::Spec {
+        letters,
+        attachment_bytes: attachment,
+        ..Default::default()
+    };
+    let mut f = std::fs::File::create(path).unwrap();
+    dpv_batch::gen::write_batch(&spec, &mut f).unwrap();
+}
+
+/// Every part is a valid batch; returns all SendersReferences in order.
+fn check_parts(packed: &Packed) -> Vec<String> {
+    let v = Validator::new(Options::default()).unwrap();
+    let mut refs = Vec::new();
+    for p in &packed.parts {
+        let r = v.validate_path(&p.path);
+        assert!(r.valid, "{}: {:?}", p.path.display(), r.errors);
+        assert_eq!(r.letters as usize, p.letters.len());
+        assert_eq!(
+            std::fs::metadata(&p.path).unwrap().len(),
+            p.bytes,
+            "{}",
+            p.path.display()
+        );
+        let text = std::fs::read_to_string(&p.path).unwrap();
+        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+        assert!(text.contains(&format!(
+            "<ShipmentReference>{}</ShipmentReference>",
+            p.shipment_reference
+        )));
+        refs.extend(p.letters.iter().map(|(r, _)| r.clone()));
+    }
+    refs
+}
+
+#[test]
+fn splits_by_letters_with_gapless_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.xml");
+    gen(&input, 25, 300);
+    let packed = package(
+        &input,
+        &dir.path().join("parts"),
+        &opts(1 << 30, 10, Some(41)),
+    )
+    .unwrap();
+    let sizes: Vec<usize> = packed.parts.iter().map(|p| p.letters.len()).collect();
+    assert_eq!(sizes, vec![10, 10, 5]);
+    let seqs: Vec<Option<i64>> = packed.parts.iter().map(|p| p.sequence_no).collect();
+    assert_eq!(seqs, vec![Some(41), Some(42), Some(43)]);
+    let shipments: Vec<&str> = packed
+        .parts
+        .iter()
+        .map(|p| p.shipment_reference.as_str())
+        .collect();
+    assert_eq!(shipments, vec!["GEN-0001", "GEN-0001-2", "GEN-0001-3"]);
+    let refs = check_parts(&packed);
+    let expected: Vec<String> = (0..25).map(|i| format!("GEN-0001-{i:08}")).collect();
+    assert_eq!(refs, expected);
+    assert_eq!(packed.system_user_code, "ABC-123");
+    assert!(std::fs::read_to_string(&packed.parts[1].path)
+        .unwrap()
+        .contains("<SequenceNo>42</SequenceNo>"));
+}
+
+#[test]
+fn splits_by_bytes_and_keeps_parts_under_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.xml");
+    gen(&input, 40, 3000);
+    let limit = 64 * 1024;
+    let packed = package(&input, &dir.path().join("parts"), &opts(limit, 1000, None)).unwrap();
+    assert!(packed.parts.len() >= 3, "{} parts", packed.parts.len());
+    for p in &packed.parts {
+        assert!(p.bytes <= limit, "part {} is {} bytes", p.part_no, p.bytes);
+        assert_eq!(p.sequence_no, None);
+    }
+    assert_eq!(check_parts(&packed).len(), 40);
+}
+
+#[test]
+fn encodings_are_normalised_to_utf8_and_values_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    for sample in [
+        "utf16le.xml",
+        "utf16be.xml",
+        "latin1.xml",
+        "utf8-bom.xml",
+        "letters-bokmal.xml",
+    ] {
+        let input = root().join("samples/valid").join(sample);
+        let out = dir.path().join(sample);
+        let packed = package(&input, &out, &opts(1 << 30, 1000, None)).unwrap();
+        assert_eq!(packed.parts.len(), 1, "{sample}");
+        check_parts(&packed);
+        let text = std::fs::read_to_string(&packed.parts[0].path).unwrap();
+        assert!(
+            text.contains('ø') || text.contains('å') || text.contains('æ'),
+            "{sample}: æøå lost"
+        );
+    }
+}
+
+#[test]
+fn export_package_attachments_are_inlined() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = root().join("samples/valid/export-package.zip");
+    let packed = package(&input, dir.path(), &opts(1 << 30, 1000, None)).unwrap();
+    check_parts(&packed);
+    let text = std::fs::read_to_string(&packed.parts[0].path).unwrap();
+    assert!(
+        !text.contains("<Data></Data>") && !text.contains("<Data/>"),
+        "{text}"
+    );
+    // The inlined data is the zip entry's content.
+    let src = root().join("samples/src/export-package");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "xml") {
+            continue;
+        }
+        let encoded = dpv_batch::b64::encode(&std::fs::read(&path).unwrap());
+        let first_line = encoded.lines().next().unwrap();
+        assert!(text.contains(first_line), "{} not inlined", path.display());
+    }
+}
