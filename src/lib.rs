@@ -1,12 +1,22 @@
 //! dpv-batch: send Digital Post til Virksomheter through Altinn by dropping
 //! batch files in a folder.
 //!
-//! The stages of the pipeline each live in a module of their own; today:
+//! The pipeline, stage by stage, each a module of its own:
+//! `intake → validate → package → submit (transport) → receipts → outbox`,
+//! with one durable [`journal`] between them, driven by [`pipeline`].
 //! - [`validate`]: the three validation layers (reading, schema, DPV rules)
 //!   and export packages.
-//! - [`xml`]: the one place that talks to libxml2 (streaming SAX + XSD).
-//! - [`gen`]: synthetic batches for demos, tests and benchmarks.
+//! - [`package`]: validated input → UTF-8 parts for upload.
+//! - [`transport`]: how parts reach Altinn (local folder now; SFTP, Altinn 3 later).
+//! - [`outbox`]: receipts and events for the fagsystem.
+//! - [`altinn`]: Altinn's receipts and read confirmations (write + parse).
+//! - [`sim`]: Altinn's batch side, simulated over folders (tests, demos).
+//!
+//! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
+//! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
+//! [`clock`], [`b64`], [`gen`] (synthetic batches).
 
+pub mod altinn;
 pub mod b64;
 pub mod clock;
 pub mod config;
@@ -15,6 +25,7 @@ pub mod gen;
 pub mod journal;
 pub mod outbox;
 pub mod package;
+pub mod sim;
 pub mod transport;
 pub mod validate;
 pub mod xml;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use dpv_batch::gen;
+use dpv_batch::sim::cli::SimArgs;
 use dpv_batch::validate::{report, Options, Validator};
 
 #[derive(Parser)]
@@ -63,11 +64,15 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Simulate Altinn's batch side over folders (for tests and demos):
+    /// answer batches in DIR/upload with receipts, then read confirmations.
+    Sim(SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Sim(args) => dpv_batch::sim::cli::main(args),
         Command::Validate {
             format,
             schema,
