@@ -133,6 +133,10 @@ pub struct FileRow {
     #[serde(skip)]
     pub report_json: Option<String>,
     pub receipt_name: Option<String>,
+    /// Where the input was (or will be) moved when done.
+    pub moved_to: Option<String>,
+    /// Seconds since the file last changed state.
+    pub idle_seconds: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,7 +196,8 @@ CREATE TABLE IF NOT EXISTS files (
     received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
     report_json TEXT,
-    receipt_name TEXT
+    receipt_name TEXT,
+    moved_to TEXT
 );
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
@@ -237,7 +242,8 @@ CREATE TABLE IF NOT EXISTS events (
 "#;
 
 const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters, received_at, \
-                         updated_at, report_json, receipt_name";
+                         updated_at, report_json, receipt_name, moved_to, \
+                         CAST((julianday('now') - julianday(updated_at)) * 86400 AS INTEGER)";
 const PART_COLS: &str =
     "id, file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state, status, text";
 
@@ -258,6 +264,8 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
         updated_at: r.get(9)?,
         report_json: r.get(10)?,
         receipt_name: r.get(11)?,
+        moved_to: r.get(12)?,
+        idle_seconds: r.get(13)?,
     })
 }
 
@@ -389,21 +397,49 @@ impl Journal {
         Ok(())
     }
 
-    /// Reserve the outbox name of a file's receipt (before it is written).
-    pub fn set_receipt_name(&self, id: i64, name: &str) -> Result<()> {
+    /// Reserve where a finishing file's receipt goes and where the input
+    /// moves, before either happens, so a restart finishes the same way.
+    pub fn reserve_names(&self, id: i64, receipt_name: &str, moved_to: &str) -> Result<()> {
         self.conn.execute(
-            "UPDATE files SET receipt_name = ?2 WHERE id = ?1",
-            params![id, name],
+            "UPDATE files SET receipt_name = ?2, moved_to = ?3 WHERE id = ?1",
+            params![id, receipt_name, moved_to],
         )?;
         Ok(())
     }
 
-    pub fn set_done(&self, id: i64) -> Result<()> {
-        self.conn.execute(
+    /// The file is done. Reads already in its receipt are not reported again
+    /// as events (event 0 stands for "in the receipt").
+    pub fn set_done(&mut self, id: i64) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE letters SET event_id = 0 WHERE read_at IS NOT NULL AND event_id IS NULL \
+             AND part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
+            [id],
+        )?;
+        tx.execute(
             "UPDATE files SET state = 'Done', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
             [id],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Files per (state, outcome), and letters per status: for metrics.
+    #[allow(clippy::type_complexity)]
+    pub fn counts(&self) -> Result<(Vec<(String, String, i64)>, Vec<(String, i64)>)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, coalesce(outcome, ''), count(*) FROM files GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let files = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT coalesce(status, 'pending'), count(*) FROM letters GROUP BY 1 ORDER BY 1",
+        )?;
+        let letters = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((files, letters))
     }
 
     // ---- parts and sequence numbers ----------------------------------------
@@ -512,7 +548,13 @@ impl Journal {
             "UPDATE parts SET state = 'Receipted', status = ?2, text = ?3 WHERE id = ?1",
             params![part_id, status, text],
         )?;
-        {
+        if letters.is_empty() {
+            // A refused batch has no sub-receipts: every letter shares its fate.
+            tx.execute(
+                "UPDATE letters SET status = ?2, text = ?3 WHERE part_id = ?1",
+                params![part_id, status, text],
+            )?;
+        } else {
             let mut stmt = tx.prepare_cached(
                 "UPDATE letters SET status = ?3, text = ?4 WHERE part_id = ?1 AND senders_reference = ?2",
             )?;
@@ -563,7 +605,8 @@ impl Journal {
     /// Plan event files for reads not reported yet, one per Done file:
     /// each gets an event row with its outbox name, and its letters are
     /// tied to it, in one transaction, before anything is written.
-    pub fn plan_read_events(&mut self, name_for: &dyn Fn(&FileRow) -> String) -> Result<()> {
+    /// Event files are named `<input name>.read-<event id>.xml`: unique for ever.
+    pub fn plan_read_events(&mut self) -> Result<()> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
@@ -575,13 +618,17 @@ impl Journal {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for id in ids {
-            let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
-            let file = tx.query_row(&sql, [id], file_row)?;
+            let name: String =
+                tx.query_row("SELECT name FROM files WHERE id = ?1", [id], |r| r.get(0))?;
             tx.execute(
-                "INSERT INTO events (file_id, outbox_name) VALUES (?1, ?2)",
-                params![id, name_for(&file)],
+                "INSERT INTO events (file_id, outbox_name) VALUES (?1, '')",
+                [id],
             )?;
             let event = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE events SET outbox_name = ?2 WHERE id = ?1",
+                params![event, format!("{name}.read-{event}.xml")],
+            )?;
             tx.execute(
                 "UPDATE letters SET event_id = ?1 WHERE event_id IS NULL AND read_at IS NOT NULL \
                  AND part_id IN (SELECT id FROM parts WHERE file_id = ?2)",

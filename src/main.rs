@@ -64,6 +64,39 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Run the pipeline: watch the inbox, validate, package, submit, collect
+    /// receipts, write the outbox. SIGTERM/SIGINT stop it cleanly.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Process what is in the inbox now, wait for the final receipts,
+        /// then exit: 0 all done, 3 some still pending at the timeout.
+        #[arg(long)]
+        once: bool,
+        /// With --once: how long to wait, e.g. 300s, 10m, 1h.
+        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Every input file with its state, age and last error.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a config file and explain every problem.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Try it out: a workspace with the simulator, the samples dropped in,
+    /// run until every receipt is in, and a table of what happened.
+    Demo {
+        /// Workspace folder (default: ./dpv-demo).
+        #[arg(long, default_value = "dpv-demo")]
+        dir: PathBuf,
+    },
     /// Simulate Altinn's batch side over folders (for tests and demos):
     /// answer batches in DIR/upload with receipts, then read confirmations.
     Sim(SimArgs),
@@ -71,7 +104,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
+        Command::Run {
+            config,
+            once,
+            timeout,
+        } => run(&config, once.then_some(timeout)),
+        Command::Status { config, json } => status(&config, json),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Demo { dir } => match dpv_batch::demo::run(&dir) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("dpv-batch demo: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Sim(args) => dpv_batch::sim::cli::main(args),
         Command::Validate {
             format,
@@ -156,5 +204,102 @@ fn validate(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Logs go to standard error as plain `key=value` lines operators can grep;
+/// `RUST_LOG` (e.g. `debug`, `dpv_batch=info`) sets the level.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 300s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        _ => return Err(format!("'{s}': unknown unit '{unit}'; use ms, s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, ExitCode> {
+    dpv_batch::config::Config::load_checked(path).map_err(|e| {
+        eprintln!("dpv-batch: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(config: &std::path::Path, once: Option<std::time::Duration>) -> ExitCode {
+    use dpv_batch::daemon::{self, Ended};
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match daemon::run(cfg, once.map(|timeout| daemon::Once { timeout })) {
+        Ok(Ended::AllDone) | Ok(Ended::Stopped) => ExitCode::SUCCESS,
+        Ok(Ended::TimedOut(pending)) => {
+            eprintln!(
+                "dpv-batch: timed out with {} file(s) still pending:",
+                pending.len()
+            );
+            for p in pending {
+                eprintln!("  {p}");
+            }
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("dpv-batch: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(config: &std::path::Path, json: bool) -> ExitCode {
+    let cfg = match dpv_batch::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dpv-batch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match dpv_batch::status::rows(&cfg) {
+        Ok(rows) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            } else {
+                print!("{}", dpv_batch::status::text(&rows));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch status: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(config: &std::path::Path) -> ExitCode {
+    match load_config(config) {
+        Ok(_) => {
+            println!("{}: OK", config.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }

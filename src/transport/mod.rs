@@ -70,6 +70,20 @@ pub trait Transport: Send {
     fn remove(&mut self, folder: Inbound, name: &str) -> Result<()>;
 }
 
+/// The transport the config asks for.
+pub fn open(config: &crate::config::Config) -> Result<Box<dyn Transport>> {
+    use crate::config::TransportKind;
+    match (config.transport.kind, &config.transport.local) {
+        (TransportKind::Local, Some(local)) => Ok(Box::new(local::Local::new(&local.root)?)),
+        (kind, _) => Err(TransportError {
+            kind: ErrorKind::Permanent,
+            message: format!(
+                "transport {kind:?} is not configured or not available in this version"
+            ),
+        }),
+    }
+}
+
 /// The receipt file Altinn's side writes for an uploaded batch.
 pub fn receipt_name(remote_name: &str) -> String {
     format!("{remote_name}.receipt.xml")

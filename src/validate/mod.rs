@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::xml;
 
@@ -35,7 +35,7 @@ pub use rules::RuleOptions;
 pub const EMBEDDED_XSD: &[u8] = include_bytes!("../../schemas/correspondence.2022.11.xsd");
 
 /// Which layer found a problem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     /// Reading the file: I/O, encoding, well-formedness, refused constructs, packages.
@@ -48,7 +48,7 @@ pub enum Layer {
 
 /// One problem in one file. `line` and `column` are 1-based; 0 means the
 /// problem concerns the whole file (e.g. a broken zip).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub line: u32,
     pub column: u32,
@@ -65,6 +65,9 @@ pub struct FileReport {
     /// Letters (`Correspondence` elements) seen.
     pub letters: u64,
     pub errors: Vec<Finding>,
+    /// The batch's SystemUserCode, when it could be read.
+    #[serde(skip)]
+    pub system_user_code: Option<String>,
     /// Errors found beyond `max_errors`, counted but not listed.
     #[serde(skip_serializing_if = "is_zero")]
     pub errors_not_listed: u64,
@@ -149,6 +152,7 @@ impl Validator {
         let mut rules = rules::Rules::new(&self.options.rules, package);
         let problems = xml::parse(Some(&self.schema), input, &mut rules);
         let letters = rules.letters;
+        let system_user_code = rules.system_user_code.take();
         // A file that is not well-formed was read only up to the error; the
         // rule findings on the part before it are still true, so all are kept.
         let mut findings: Vec<Finding> = problems.into_iter().filter_map(from_xml).collect();
@@ -159,7 +163,9 @@ impl Validator {
             layer: Layer::Rules,
             message: v.message,
         }));
-        self.finish(name, letters, findings)
+        let mut report = self.finish(name, letters, findings);
+        report.system_user_code = system_user_code;
+        report
     }
 
     /// Sort, cap and wrap findings into a report.
@@ -176,6 +182,7 @@ impl Validator {
             file,
             valid: total == 0,
             letters,
+            system_user_code: None,
             errors_not_listed: (total - errors.len()) as u64,
             errors,
         }

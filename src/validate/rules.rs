@@ -254,6 +254,8 @@ pub struct Rules<'a> {
     full_len: usize,
     /// Letters seen, for the summary.
     pub letters: u64,
+    /// The batch's SystemUserCode, for SequenceNo numbering downstream.
+    pub system_user_code: Option<String>,
 }
 
 impl<'a> Rules<'a> {
@@ -276,6 +278,7 @@ impl<'a> Rules<'a> {
             full_hash: Default::default(),
             full_len: 0,
             letters: 0,
+            system_user_code: None,
         }
     }
 
@@ -298,6 +301,7 @@ impl<'a> Rules<'a> {
         let chars = self.text_chars;
         match field {
             Field::SystemUserCode => {
+                self.system_user_code = Some(value.clone());
                 let ok = value.len() >= 3
                     && value.as_bytes()[..3].iter().all(u8::is_ascii_alphabetic)
                     && (value.len() == 3 || value.as_bytes()[3] == b'-');

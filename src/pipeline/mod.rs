@@ -1,0 +1,800 @@
+//! The pipeline: `intake → validate → package → submit → receipts → outbox`,
+//! driven by the journal.
+//!
+//! [`Pipeline::tick`] does one pass: each stage looks in the journal for the
+//! files (or parts) in the state it handles, moves each one step on, and
+//! journals the new state. There is no other memory: a restart after a
+//! crash (or `kill -9`) simply runs the next tick, and every file resumes
+//! where the journal says it is. The rule that makes this safe is *journal
+//! before effect*: a state is written (and fsynced) before the side effect
+//! that depends on it, and each side effect can be repeated or checked:
+//! - taking a file in: journalled as Received, then renamed into staging; a
+//!   restart finds it in one of the two places;
+//! - packaging: part files are written and fsynced, then the parts and their
+//!   SequenceNos are committed in one transaction; a crash before the commit
+//!   just repackages with the same numbers;
+//! - uploading: the part is journalled as Uploading first; after a crash the
+//!   transport is asked whether it arrived (`delivered`) before any new
+//!   upload, so a batch is never sent twice nor skipped;
+//! - receipts and confirmations are journalled, then removed remotely;
+//! - outbox names and the input's destination are reserved in the journal
+//!   before anything is written or moved, and existing files are never
+//!   rewritten.
+
+pub mod intake;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use crate::altinn;
+use crate::config::Config;
+use crate::durable;
+use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
+use crate::outbox;
+use crate::package::{self, PackError, PackOptions};
+use crate::transport::{self, Inbound, Transport, TransportError};
+use crate::validate::{self, Finding, Validator};
+
+use intake::Intake;
+
+/// A failure that stops the pipeline: the journal or a local folder is not
+/// usable. Everything else (bad input, transport trouble) is recorded on the
+/// file concerned and retried or reported, never fatal.
+#[derive(Debug)]
+pub enum PipelineError {
+    Journal(JournalError),
+    Io(String, io::Error),
+    Locked(PathBuf),
+    Transport(TransportError),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Journal(e) => write!(f, "{e}"),
+            PipelineError::Io(what, e) => write!(f, "{what}: {e}"),
+            PipelineError::Locked(p) => write!(
+                f,
+                "another dpv-batch is already running on {} (the state folder is locked)",
+                p.display()
+            ),
+            PipelineError::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+impl From<JournalError> for PipelineError {
+    fn from(e: JournalError) -> Self {
+        PipelineError::Journal(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, PipelineError>;
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PipelineError {
+    let what = what.into();
+    move |e| PipelineError::Io(what, e)
+}
+
+/// The journal's file name inside the state folder.
+pub const JOURNAL_FILE: &str = "journal.sqlite";
+
+/// Exponential backoff for the transport, so a server that is down is not
+/// hammered, and a recovered one is used again soon.
+struct Backoff {
+    until: Option<Instant>,
+    delay: Duration,
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn ready(&self) -> bool {
+        self.until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn failed(&mut self) -> Duration {
+        let base = if self.delay.is_zero() {
+            Duration::from_millis(500)
+        } else {
+            (self.delay * 2).min(Self::MAX)
+        };
+        // Jitter of up to a quarter, from the clock's nanoseconds: enough to
+        // keep several senders from retrying in step.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = base / 4 * (nanos % 1000) / 1000;
+        self.delay = base;
+        self.until = Some(Instant::now() + base + jitter);
+        base + jitter
+    }
+
+    fn succeeded(&mut self) {
+        self.until = None;
+        self.delay = Duration::ZERO;
+    }
+}
+
+/// What one tick did, for logs and `--once`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tick {
+    pub taken: usize,
+    pub finished: usize,
+    /// Files not done yet.
+    pub open: i64,
+}
+
+pub struct Pipeline {
+    cfg: Config,
+    journal: Journal,
+    transport: Box<dyn Transport>,
+    intake: Intake,
+    staging: PathBuf,
+    parts: PathBuf,
+    inbound: PathBuf,
+    backoff: Backoff,
+    /// The last transport error, for `status`.
+    pub transport_error: Option<String>,
+    _lock: File,
+}
+
+impl Pipeline {
+    /// Open the pipeline: folders, the state lock, the journal, the transport.
+    pub fn open(cfg: Config) -> Result<Pipeline> {
+        let p = &cfg.paths;
+        for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
+            fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        }
+        let staging = p.state.join("staging");
+        let parts = p.state.join("parts");
+        let inbound = p.state.join("inbound");
+        for dir in [&staging, &parts, &inbound] {
+            fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+        }
+        let lock_path = p.state.join("dpv-batch.lock");
+        let lock = File::create(&lock_path)
+            .map_err(io_err(format!("cannot create {}", lock_path.display())))?;
+        if lock.try_lock().is_err() {
+            return Err(PipelineError::Locked(p.state.clone()));
+        }
+        let journal = Journal::open(&p.state.join(JOURNAL_FILE))?;
+        let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
+        let intake = Intake::new(cfg.intake.clone());
+        Ok(Pipeline {
+            cfg,
+            journal,
+            transport,
+            intake,
+            staging,
+            parts,
+            inbound,
+            backoff: Backoff {
+                until: None,
+                delay: Duration::ZERO,
+            },
+            transport_error: None,
+            _lock: lock,
+        })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Names in the inbox that would be taken once ready.
+    pub fn inbox_candidates(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .intake
+            .candidates(&self.cfg.paths.inbox)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// One pass over every stage.
+    pub fn tick(&mut self) -> Result<Tick> {
+        let mut tick = Tick::default();
+        self.resume_received()?;
+        tick.taken = self.take_in()?;
+        self.process_staged()?;
+        if self.backoff.ready() {
+            let outcome = self
+                .submit()
+                .and_then(|()| self.collect_receipts())
+                .and_then(|()| self.collect_confirmations());
+            match outcome {
+                Ok(()) => {
+                    self.backoff.succeeded();
+                    self.transport_error = None;
+                }
+                Err(e) => {
+                    let wait = self.backoff.failed();
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "transport trouble; will retry");
+                    self.transport_error = Some(e.to_string());
+                }
+            }
+        }
+        self.settle_submitted()?;
+        tick.finished = self.finish()?;
+        self.write_events()?;
+        self.write_metrics();
+        tick.open = self.journal.open_files()?;
+        Ok(tick)
+    }
+
+    fn staged_path(&self, f: &FileRow) -> PathBuf {
+        self.staging.join(format!("{:08}-{}", f.id, f.name))
+    }
+
+    fn parts_dir(&self, file_id: i64) -> PathBuf {
+        self.parts.join(format!("{file_id:08}"))
+    }
+
+    // ---- intake ------------------------------------------------------------
+
+    /// Files journalled as Received but not yet staged (a crash in between).
+    fn resume_received(&mut self) -> Result<()> {
+        for f in self.journal.files_in(FileState::Received)? {
+            let staged = self.staged_path(&f);
+            let in_inbox = self.cfg.paths.inbox.join(&f.name);
+            if !staged.exists() {
+                if in_inbox.exists() {
+                    durable::rename(&in_inbox, &staged).map_err(io_err(format!(
+                        "cannot move {} into staging",
+                        in_inbox.display()
+                    )))?;
+                } else {
+                    self.journal.set_outcome(
+                        f.id,
+                        Outcome::Failed,
+                        "the file disappeared from the inbox before it could be taken in",
+                        None,
+                        0,
+                    )?;
+                    continue;
+                }
+            }
+            self.hash_staged(&f, &staged)?;
+        }
+        Ok(())
+    }
+
+    fn take_in(&mut self) -> Result<usize> {
+        let inbox = self.cfg.paths.inbox.clone();
+        let ready = self
+            .intake
+            .scan(&inbox)
+            .map_err(io_err(format!("cannot read the inbox {}", inbox.display())))?;
+        for r in &ready {
+            // Journal first: a crash after this line finds the row and
+            // finishes the move; a crash before it leaves the file untouched.
+            let id = self.journal.add_file(&r.name, r.size)?;
+            let f = self.journal.file(id)?;
+            let staged = self.staged_path(&f);
+            durable::rename(&inbox.join(&r.name), &staged)
+                .map_err(io_err(format!("cannot move {} into staging", r.name)))?;
+            self.intake.taken(&r.name);
+            self.hash_staged(&f, &staged)?;
+            if let Some(marker) = self.intake.marker(&r.name) {
+                let _ = fs::remove_file(inbox.join(marker));
+            }
+            info!(file = %r.name, id, bytes = r.size, "taken in");
+        }
+        Ok(ready.len())
+    }
+
+    fn hash_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
+        let mut file =
+            File::open(staged).map_err(io_err(format!("cannot read {}", staged.display())))?;
+        let mut hasher = Sha256::new();
+        let size = io::copy(&mut file, &mut HashWriter(&mut hasher))
+            .map_err(io_err(format!("cannot read {}", staged.display())))?;
+        let sha: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.journal.set_staged(f.id, &sha, size)?;
+        Ok(())
+    }
+
+    // ---- validate and package ----------------------------------------------
+
+    fn process_staged(&mut self) -> Result<()> {
+        let staged = self.journal.files_in(FileState::Staged)?;
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let mut options = validate::Options::default();
+        options.rules.max_attachment_bytes = self.cfg.validate.max_attachment_bytes;
+        options.package.max_entry_bytes = options
+            .package
+            .max_entry_bytes
+            .max(options.rules.max_attachment_bytes);
+        let validator = Validator::new(options).map_err(|e| {
+            PipelineError::Io(
+                format!("the embedded schema cannot be compiled: {e}"),
+                io::Error::other("schema"),
+            )
+        })?;
+        for f in staged {
+            self.process_one(&validator, &f)?;
+        }
+        Ok(())
+    }
+
+    fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
+        let staged = self.staged_path(f);
+        if let Some(sha) = &f.sha256 {
+            if let Some(first) = self.journal.submitted_duplicate(sha, f.id)? {
+                let reason = format!(
+                    "duplicate: the same content was already submitted as '{}' (received {}); not sent again",
+                    first.name, first.received_at
+                );
+                info!(file = %f.name, id = f.id, first = first.id, "duplicate refused");
+                self.journal
+                    .set_outcome(f.id, Outcome::Rejected, &reason, None, 0)?;
+                return Ok(());
+            }
+        }
+        let report = validator.validate_path(&staged);
+        if !report.valid {
+            let first = report.errors.first();
+            let total = report.errors.len() as u64 + report.errors_not_listed;
+            let reason = match first {
+                Some(e) if e.line > 0 => format!(
+                    "invalid: {total} error(s); the first, at line {} column {}: [{}] {}",
+                    e.line, e.column, e.code, e.message
+                ),
+                Some(e) => format!(
+                    "invalid: {total} error(s); the first: [{}] {}",
+                    e.code, e.message
+                ),
+                None => "invalid".into(),
+            };
+            let json = serde_json::to_string(&report.errors).ok();
+            info!(file = %f.name, id = f.id, errors = total, "rejected by validation");
+            self.journal.set_outcome(
+                f.id,
+                Outcome::Rejected,
+                &reason,
+                json.as_deref(),
+                report.letters as i64,
+            )?;
+            return Ok(());
+        }
+        // SequenceNo counters are per SystemUserCode, the file's own.
+        let code = report
+            .system_user_code
+            .clone()
+            .unwrap_or_else(|| self.cfg.sender.system_user_code.clone());
+        let numbering = self.cfg.sender.sequence_numbers;
+        let opts = PackOptions {
+            max_part_bytes: self.cfg.package.max_part_bytes,
+            max_part_letters: self.cfg.package.max_part_letters,
+            first_sequence: if numbering {
+                Some(self.journal.next_sequence(&code)?)
+            } else {
+                None
+            },
+            name_prefix: format!("dpv-{:08}", f.id),
+        };
+        let dir = self.parts_dir(f.id);
+        let packed = match package::package(&staged, &dir, &opts) {
+            Ok(p) => p,
+            Err(PackError::Input(m)) => {
+                self.journal.set_outcome(
+                    f.id,
+                    Outcome::Rejected,
+                    &m,
+                    None,
+                    report.letters as i64,
+                )?;
+                return Ok(());
+            }
+            Err(PackError::Io(e)) => {
+                return Err(PipelineError::Io(format!("cannot package {}", f.name), e))
+            }
+        };
+        let parts: Vec<NewPart> = packed
+            .parts
+            .iter()
+            .map(|p| NewPart {
+                part_no: p.part_no,
+                remote_name: p.remote_name.clone(),
+                shipment_reference: p.shipment_reference.clone(),
+                sequence_no: p.sequence_no,
+                bytes: p.bytes as i64,
+                letters: p.letters.clone(),
+            })
+            .collect();
+        self.journal
+            .record_parts(f.id, &packed.system_user_code, &parts)?;
+        info!(file = %f.name, id = f.id, parts = parts.len(), letters = report.letters, "packaged");
+        Ok(())
+    }
+
+    // ---- submit ------------------------------------------------------------
+
+    fn submit(&mut self) -> std::result::Result<(), StageError> {
+        for f in self.journal.files_in(FileState::Packaged)? {
+            let dir = self.parts_dir(f.id);
+            for part in self.journal.parts_of(f.id)? {
+                let path = dir.join(&part.remote_name);
+                match part.state {
+                    PartState::Uploaded | PartState::Receipted => continue,
+                    PartState::Uploading => {
+                        // Outcome unknown (a crash or a dropped connection):
+                        // look before uploading again.
+                        if self
+                            .transport
+                            .delivered(&part.remote_name, part.bytes as u64)
+                            .map_err(|e| self.note(&f, e))?
+                        {
+                            self.journal.set_part_state(part.id, PartState::Uploaded)?;
+                            info!(file = %f.name, part = %part.remote_name, "upload found delivered after restart");
+                            continue;
+                        }
+                    }
+                    PartState::Packaged => {
+                        self.journal.set_part_state(part.id, PartState::Uploading)?
+                    }
+                }
+                self.transport
+                    .upload(&path, &part.remote_name)
+                    .map_err(|e| self.note(&f, e))?;
+                self.journal.set_part_state(part.id, PartState::Uploaded)?;
+                info!(file = %f.name, part = %part.remote_name, bytes = part.bytes, "uploaded");
+            }
+            self.journal.set_submitted(f.id)?;
+        }
+        Ok(())
+    }
+
+    /// Record a transport error on the file it concerns, for `status`.
+    fn note(&self, f: &FileRow, e: TransportError) -> StageError {
+        let _ = self
+            .journal
+            .set_reason(f.id, &format!("waiting to upload: {e}"));
+        StageError::Transport(e)
+    }
+
+    // ---- receipts and confirmations ----------------------------------------
+
+    fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
+        for name in self.transport.list(Inbound::Receipts)? {
+            let local = self.inbound.join(&name);
+            self.transport.fetch(Inbound::Receipts, &name, &local)?;
+            let parsed = File::open(&local)
+                .map_err(|e| altinn_io(&local, e))
+                .and_then(|mut file| altinn::parse_receipt(&mut file).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(r) => match self.journal.part_awaiting_receipt(&r.shipment_reference)? {
+                    Some(part) => {
+                        let letters: Vec<(String, String, String)> = r
+                            .letters
+                            .iter()
+                            .map(|l| {
+                                (
+                                    l.senders_reference.clone(),
+                                    l.status.as_str().to_string(),
+                                    l.text.clone(),
+                                )
+                            })
+                            .collect();
+                        self.journal.record_receipt(
+                            part.id,
+                            r.status.as_str(),
+                            &r.text,
+                            &letters,
+                        )?;
+                        info!(receipt = %name, part = %part.remote_name, status = r.status.as_str(), "receipt");
+                        let _ = fs::remove_file(&local);
+                    }
+                    None => {
+                        warn!(receipt = %name, shipment = %r.shipment_reference, "receipt for no part waiting for one (a repeat?); kept in state/inbound/unmatched");
+                        keep_aside(&self.inbound, "unmatched", &local);
+                    }
+                },
+                Err(e) => {
+                    error!(receipt = %name, error = %e, "unreadable receipt; kept in state/inbound/bad");
+                    keep_aside(&self.inbound, "bad", &local);
+                }
+            }
+            self.transport.remove(Inbound::Receipts, &name)?;
+        }
+        Ok(())
+    }
+
+    fn collect_confirmations(&mut self) -> std::result::Result<(), StageError> {
+        for name in self.transport.list(Inbound::Confirmations)? {
+            let local = self.inbound.join(&name);
+            self.transport
+                .fetch(Inbound::Confirmations, &name, &local)?;
+            let parsed = File::open(&local)
+                .map_err(|e| altinn_io(&local, e))
+                .and_then(|mut file| {
+                    altinn::parse_confirmations(&mut file).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(c) => {
+                    let reads: Vec<(String, String)> = c
+                        .items
+                        .iter()
+                        .filter_map(|i| {
+                            i.read_date_time
+                                .clone()
+                                .map(|t| (i.senders_reference.clone(), t))
+                        })
+                        .collect();
+                    let n = self.journal.record_reads(&reads)?;
+                    info!(confirmations = %name, read = n, "read confirmations");
+                    let _ = fs::remove_file(&local);
+                }
+                Err(e) => {
+                    error!(confirmations = %name, error = %e, "unreadable confirmations; kept in state/inbound/bad");
+                    keep_aside(&self.inbound, "bad", &local);
+                }
+            }
+            self.transport.remove(Inbound::Confirmations, &name)?;
+        }
+        Ok(())
+    }
+
+    // ---- outcome and outbox ------------------------------------------------
+
+    fn settle_submitted(&mut self) -> Result<()> {
+        for f in self.journal.files_in(FileState::Submitted)? {
+            let parts = self.journal.parts_of(f.id)?;
+            if parts.iter().any(|p| p.state != PartState::Receipted) {
+                continue;
+            }
+            let letters = self.journal.letters_of(f.id)?;
+            let total = letters.len();
+            let ok = letters
+                .iter()
+                .filter(|l| l.status.as_deref() == Some("OK"))
+                .count();
+            let first_rejection = letters
+                .iter()
+                .find(|l| l.status.as_deref() != Some("OK"))
+                .map(|l| {
+                    format!(
+                        "{}: {}",
+                        l.senders_reference,
+                        l.text.as_deref().unwrap_or("")
+                    )
+                });
+            let unexpected = parts
+                .iter()
+                .any(|p| p.status.as_deref() == Some("UnExpectedError"));
+            let (outcome, reason) = if ok == total {
+                (
+                    Outcome::Accepted,
+                    format!("all {total} letter(s) accepted by Altinn"),
+                )
+            } else if ok > 0 {
+                (
+                    Outcome::PartiallyAccepted,
+                    format!(
+                        "{ok} of {total} letters accepted by Altinn; {} rejected, the first {}",
+                        total - ok,
+                        first_rejection.unwrap_or_default()
+                    ),
+                )
+            } else if unexpected {
+                (
+                    Outcome::Failed,
+                    format!("Altinn could not process the batch: {}", part_texts(&parts)),
+                )
+            } else {
+                let why = first_rejection.unwrap_or_else(|| part_texts(&parts));
+                (
+                    Outcome::Rejected,
+                    format!("Altinn rejected all {total} letter(s); the first {why}"),
+                )
+            };
+            info!(file = %f.name, id = f.id, outcome = outcome.as_str(), accepted = ok, letters = total, "final");
+            self.journal
+                .set_outcome(f.id, outcome, &reason, None, total as i64)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<usize> {
+        let files = self.journal.files_in(FileState::Finishing)?;
+        let n = files.len();
+        for f in files {
+            self.finish_one(f)?;
+        }
+        Ok(n)
+    }
+
+    fn finish_one(&mut self, mut f: FileRow) -> Result<()> {
+        let outcome = f.outcome.unwrap_or(Outcome::Failed);
+        let to_archive = matches!(outcome, Outcome::Accepted | Outcome::PartiallyAccepted);
+        let dest_dir = if to_archive {
+            &self.cfg.paths.archive
+        } else {
+            &self.cfg.paths.failed
+        };
+        let outbox_dir = &self.cfg.paths.outbox;
+        if f.receipt_name.is_none() || f.moved_to.is_none() {
+            let receipt = durable::free_name(outbox_dir, &format!("{}.receipt.xml", f.name));
+            let moved = durable::free_name(dest_dir, &f.name);
+            let receipt = file_name(&receipt);
+            let moved = file_name(&moved);
+            self.journal.reserve_names(f.id, &receipt, &moved)?;
+            f.receipt_name = Some(receipt);
+            f.moved_to = Some(moved);
+        }
+        let receipt_path = outbox_dir.join(f.receipt_name.as_deref().unwrap_or_default());
+        let moved_path = dest_dir.join(f.moved_to.as_deref().unwrap_or_default());
+        let parts = self.journal.parts_of(f.id)?;
+        let letters = self.journal.letters_of(f.id)?;
+        let errors: Vec<Finding> = f
+            .report_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<Vec<Finding>>(j).ok())
+            .unwrap_or_default();
+        if !to_archive {
+            let errors_path = dest_dir.join(format!(
+                "{}.errors.txt",
+                f.moved_to.as_deref().unwrap_or_default()
+            ));
+            if !errors_path.exists() {
+                let text = outbox::errors_txt(&f, outcome, &errors, &letters);
+                durable::write_atomic(&errors_path, text.as_bytes())
+                    .map_err(io_err(format!("cannot write {}", errors_path.display())))?;
+            }
+        }
+        let staged = self.staged_path(&f);
+        if staged.exists() {
+            durable::rename(&staged, &moved_path).map_err(io_err(format!(
+                "cannot move {} to {}",
+                f.name,
+                moved_path.display()
+            )))?;
+        }
+        if !receipt_path.exists() {
+            let completed = crate::clock::now();
+            let doc = outbox::ReceiptDoc {
+                file: &f,
+                outcome,
+                parts: &parts,
+                letters: &letters,
+                errors: &errors,
+                completed_at: &completed,
+            };
+            durable::write_atomic(&receipt_path, outbox::receipt_xml(&doc).as_bytes())
+                .map_err(io_err(format!("cannot write {}", receipt_path.display())))?;
+        }
+        let _ = fs::remove_dir_all(self.parts_dir(f.id));
+        self.journal.set_done(f.id)?;
+        info!(file = %f.name, id = f.id, outcome = outcome.as_str(), receipt = %receipt_path.display(), moved_to = %moved_path.display(), "done");
+        Ok(())
+    }
+
+    fn write_events(&mut self) -> Result<()> {
+        self.journal.plan_read_events()?;
+        for e in self.journal.unwritten_events()? {
+            let path = self.cfg.paths.outbox.join(&e.outbox_name);
+            if !path.exists() {
+                let file = self.journal.file(e.file_id)?;
+                let reads = self.journal.event_letters(e.id)?;
+                let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
+                durable::write_atomic(&path, xml.as_bytes())
+                    .map_err(io_err(format!("cannot write {}", path.display())))?;
+                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+            }
+            self.journal.set_event_written(e.id)?;
+        }
+        Ok(())
+    }
+
+    /// `state/metrics.prom`, in Prometheus' text format, for node_exporter's
+    /// textfile collector (or anything that reads a file).
+    fn write_metrics(&self) {
+        let Ok((files, letters)) = self.journal.counts() else {
+            return;
+        };
+        let mut m = String::new();
+        m.push_str("# HELP dpv_batch_files Input files by state and outcome.\n# TYPE dpv_batch_files gauge\n");
+        for (state, outcome, n) in files {
+            m.push_str(&format!(
+                "dpv_batch_files{{state=\"{state}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        m.push_str(
+            "# HELP dpv_batch_letters Letters by Altinn status.\n# TYPE dpv_batch_letters gauge\n",
+        );
+        for (status, n) in letters {
+            m.push_str(&format!("dpv_batch_letters{{status=\"{status}\"}} {n}\n"));
+        }
+        m.push_str(&format!(
+            "# HELP dpv_batch_transport_up 1 when the last transport operation worked.\n# TYPE dpv_batch_transport_up gauge\ndpv_batch_transport_up {}\n",
+            u8::from(self.transport_error.is_none())
+        ));
+        let _ = durable::write_atomic(&self.cfg.paths.state.join("metrics.prom"), m.as_bytes());
+    }
+}
+
+/// A stage that talks to the transport fails with this; the tick backs off.
+#[derive(Debug)]
+enum StageError {
+    Transport(TransportError),
+    Journal(JournalError),
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageError::Transport(e) => write!(f, "{e}"),
+            StageError::Journal(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<TransportError> for StageError {
+    fn from(e: TransportError) -> Self {
+        StageError::Transport(e)
+    }
+}
+
+impl From<JournalError> for StageError {
+    fn from(e: JournalError) -> Self {
+        StageError::Journal(e)
+    }
+}
+
+fn part_texts(parts: &[crate::journal::PartRow]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.text.as_deref())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if texts.is_empty() {
+        "no reason given".into()
+    } else {
+        texts.join("; ")
+    }
+}
+
+fn altinn_io(path: &Path, e: io::Error) -> String {
+    format!("cannot read {}: {e}", path.display())
+}
+
+fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
+    let dir = inbound.join(sub);
+    let _ = fs::create_dir_all(&dir);
+    if let Some(name) = local.file_name() {
+        let _ = fs::rename(local, durable::free_name(&dir, &name.to_string_lossy()));
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! `dpv-batch status`: every input file with its state, age and last word,
+//! read from the journal (read-only, so it works while the daemon runs).
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::journal::{FileRow, Journal, JournalError};
+use crate::pipeline::JOURNAL_FILE;
+
+pub fn rows(cfg: &Config) -> Result<Vec<FileRow>, JournalError> {
+    let path = cfg.paths.state.join(JOURNAL_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Journal::open_read_only(&path)?.all_files()
+}
+
+fn age(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// A table for people: newest first.
+pub fn text(rows: &[FileRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("no files yet\n");
+        return out;
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 48);
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<width$}  {:<10}  {:<17}  {:>7}  {:>5}  REASON",
+        "ID", "FILE", "STATE", "OUTCOME", "LETTERS", "IDLE"
+    );
+    for r in rows {
+        let outcome = r.outcome.map(|o| o.as_str()).unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<width$}  {:<10}  {:<17}  {:>7}  {:>5}  {}",
+            r.id,
+            r.name,
+            r.state.as_str(),
+            outcome,
+            r.letters,
+            age(r.idle_seconds),
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
