@@ -43,20 +43,19 @@ pub fn run(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
 
 async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
     let inbox = cfg.paths.inbox.clone();
-    let poll = Duration::from_millis(cfg.run.poll_ms.max(50));
-    let pipeline = Pipeline::open(cfg)?;
-    info!(transport = "ready", inbox = %inbox.display(), "dpv-batch running");
-
-    // The inbox watcher only wakes the loop; the rescan in every tick is
-    // what finds files, so a lost event costs at most one poll interval.
-    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = watch(&inbox, wake_tx);
-
+    let poll = Duration::from_millis(cfg.run.poll_ms.max(10));
     let sig = |kind| {
         signal(kind).map_err(|e| PipelineError::Io("cannot install signal handler".into(), e))
     };
     let mut sigterm = sig(SignalKind::terminate())?;
     let mut sigint = sig(SignalKind::interrupt())?;
+    let pipeline = Pipeline::open(cfg)?;
+    info!(inbox = %inbox.display(), "dpv-batch running");
+
+    // The inbox watcher only wakes the loop; the rescan in every tick is
+    // what finds files, so a lost event costs at most one poll interval.
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = watch(&inbox, wake_tx);
 
     let started = Instant::now();
     let at_start: HashSet<String> = pipeline
@@ -117,11 +116,12 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             }
         }
         pipeline = Some(p);
+        let pause = if tick.busy { Duration::ZERO } else { poll };
         tokio::select! {
             _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); return Ok(Ended::Stopped); }
             _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); return Ok(Ended::Stopped); }
             _ = wake_rx.recv() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
