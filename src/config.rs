@@ -57,8 +57,6 @@ pub enum Ready {
 pub struct Intake {
     pub ready: Ready,
     pub stable_for_ms: u64,
-    /// Full rescan of the inbox, in case file events were lost (network shares).
-    pub rescan_ms: u64,
 }
 
 impl Default for Intake {
@@ -66,7 +64,6 @@ impl Default for Intake {
         Intake {
             ready: Ready::Stable,
             stable_for_ms: 2000,
-            rescan_ms: 5000,
         }
     }
 }
@@ -138,7 +135,9 @@ pub struct LocalTransport {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Run {
-    /// How often receipts and confirmations are polled.
+    /// How often the pipeline looks at the inbox (file events wake it
+    /// sooner; the look is what counts, since events get lost on network
+    /// shares) and polls for receipts and confirmations.
     pub poll_ms: u64,
 }
 

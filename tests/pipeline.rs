@@ -515,3 +515,41 @@ fn sigterm_stops_cleanly() {
     assert_eq!(status.code(), Some(0), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
 }
+
+#[test]
+fn every_sample_end_to_end() {
+    let ws = Workspace::new("rename", "");
+    let _sim = ws.sim(&["--no-confirmations"]);
+    let mut expected: BTreeMap<String, &str> = BTreeMap::new();
+    for (dir, outcome) in [("valid", "Accepted"), ("invalid", "Rejected")] {
+        for path in files(&root().join("samples").join(dir), &[".xml", ".zip"]) {
+            let name = format!("{dir}-{}", path.file_name().unwrap().to_string_lossy());
+            ws.drop_file(&name, &fs::read(&path).expect("read"));
+            expected.insert(name, outcome);
+        }
+    }
+    let out = ws.run_once("120s");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: BTreeMap<String, String> = expected
+        .keys()
+        .map(|name| (name.clone(), outcome(&ws.receipt(name)).to_string()))
+        .collect();
+    let want: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(ws.names("outbox").len(), expected.len());
+    let valid = expected.values().filter(|v| **v == "Accepted").count();
+    assert_eq!(ws.names("archive").len(), valid);
+    assert_eq!(ws.names("failed").len(), 2 * (expected.len() - valid));
+    assert!(ws.names("inbox").is_empty());
+    let (refs, _) = processed(&ws);
+    assert!(refs.values().all(|&n| n == 1), "{refs:?}");
+    assert_outbox_schema_valid(&ws);
+}

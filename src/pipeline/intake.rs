@@ -135,7 +135,6 @@ mod tests {
         Intake::new(IntakeConfig {
             ready,
             stable_for_ms,
-            rescan_ms: 1000,
         })
     }
 
