@@ -90,6 +90,13 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             }
         };
         if let Some(once) = &once {
+            if let Some(e) = tick.permanent_error.clone() {
+                error!(error = %e, "stopping: the transport needs an operator; files stay queued");
+                return Err(PipelineError::Transport(crate::transport::TransportError {
+                    kind: crate::transport::ErrorKind::Permanent,
+                    message: e,
+                }));
+            }
             let waiting: Vec<String> = p
                 .inbox_candidates()
                 .unwrap_or_default()

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
-use crate::journal::{FileRow, Journal, JournalError};
+use crate::journal::{FileRow, FileState, Journal, JournalError, Outcome};
 use crate::pipeline::JOURNAL_FILE;
 
 pub fn rows(cfg: &Config) -> Result<Vec<FileRow>, JournalError> {
@@ -31,6 +31,18 @@ pub fn text(rows: &[FileRow]) -> String {
         out.push_str("no files yet\n");
         return out;
     }
+    let done = rows.iter().filter(|r| r.state == FileState::Done).count();
+    let count = |o: Outcome| rows.iter().filter(|r| r.outcome == Some(o)).count();
+    let _ = writeln!(
+        out,
+        "{} file(s): {} in progress, {done} done ({} accepted, {} partially accepted, {} rejected, {} failed)\n",
+        rows.len(),
+        rows.len() - done,
+        count(Outcome::Accepted),
+        count(Outcome::PartiallyAccepted),
+        count(Outcome::Rejected),
+        count(Outcome::Failed)
+    );
     let width = rows
         .iter()
         .map(|r| r.name.len())

@@ -125,7 +125,7 @@ impl Backoff {
 }
 
 /// What one tick did, for logs and `--once`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Tick {
     pub taken: usize,
     pub finished: usize,
@@ -133,6 +133,9 @@ pub struct Tick {
     pub open: i64,
     /// More work is ready right now: run the next tick without waiting.
     pub busy: bool,
+    /// The transport failed in a way retrying cannot fix (authentication,
+    /// host key, permissions): an operator must act.
+    pub permanent_error: Option<String>,
 }
 
 /// At most this many files are taken in, and validated and packaged, per
@@ -225,6 +228,11 @@ impl Pipeline {
                     self.transport_error = None;
                 }
                 Err(e) => {
+                    if let StageError::Transport(t) = &e {
+                        if t.kind == transport::ErrorKind::Permanent {
+                            tick.permanent_error = Some(t.message.clone());
+                        }
+                    }
                     let wait = self.backoff.failed();
                     warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "transport trouble; will retry");
                     self.transport_error = Some(e.to_string());
@@ -338,7 +346,24 @@ impl Pipeline {
         })?;
         let more = staged.len() > PER_TICK;
         for f in staged.iter().take(PER_TICK) {
-            self.process_one(&validator, f)?;
+            // A bug must not become a crash loop on one input: a panic while
+            // handling a file fails that file (with a receipt) and goes on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.process_one(&validator, f)
+            }));
+            match result {
+                Ok(r) => r?,
+                Err(_) => {
+                    error!(file = %f.name, id = f.id, "internal error while processing; file failed");
+                    self.journal.set_outcome(
+                        f.id,
+                        Outcome::Failed,
+                        "internal error in dpv-batch while validating or packaging this file; it was not sent (please report it)",
+                        None,
+                        0,
+                    )?;
+                }
+            }
         }
         Ok(more)
     }
