@@ -357,6 +357,15 @@ impl Journal {
         Ok(())
     }
 
+    /// Drop a Received row whose file could not be moved in after all.
+    pub fn forget_received(&self, id: i64) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM files WHERE id = ?1 AND state = 'Received'",
+            [id],
+        )?;
+        Ok(())
+    }
+
     /// Record a transient problem on a file that stays where it is.
     pub fn set_reason(&self, id: i64, reason: &str) -> Result<()> {
         self.conn.execute(

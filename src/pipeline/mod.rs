@@ -297,8 +297,13 @@ impl Pipeline {
             let id = self.journal.add_file(&r.name, r.size)?;
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
-            durable::rename(&inbox.join(&r.name), &staged)
-                .map_err(io_err(format!("cannot move {} into staging", r.name)))?;
+            if let Err(e) = durable::rename(&inbox.join(&r.name), &staged) {
+                // Gone (the fagsystem took it back) or not movable: the file
+                // was never taken; forget the row and look again next tick.
+                warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                self.journal.forget_received(id)?;
+                continue;
+            }
             self.intake.taken(&r.name);
             self.hash_staged(&f, &staged)?;
             if let Some(marker) = self.intake.marker(&r.name) {
@@ -352,7 +357,15 @@ impl Pipeline {
                 self.process_one(&validator, f)
             }));
             match result {
-                Ok(r) => r?,
+                Ok(Ok(())) => {}
+                // Disk full while writing parts, say: the file stays staged
+                // and is packaged again next tick.
+                Ok(Err(PipelineError::Io(what, e))) => {
+                    warn!(file = %f.name, id = f.id, error = %e, "{what}; will try again");
+                    self.journal
+                        .set_reason(f.id, &format!("{what}: {e}; will try again"))?;
+                }
+                Ok(Err(other)) => return Err(other),
                 Err(_) => {
                     error!(file = %f.name, id = f.id, "internal error while processing; file failed");
                     self.journal.set_outcome(
@@ -648,9 +661,20 @@ impl Pipeline {
 
     fn finish(&mut self) -> Result<usize> {
         let files = self.journal.files_in(FileState::Finishing)?;
-        let n = files.len();
+        let mut n = 0;
         for f in files {
-            self.finish_one(f)?;
+            let (id, name) = (f.id, f.name.clone());
+            match self.finish_one(f) {
+                Ok(()) => n += 1,
+                // A full disk or a bad permission on the outbox: nothing is
+                // lost (the outcome is journalled); try again next tick.
+                // (The reason column keeps the outcome's reason for the receipt,
+                // so the delay is only logged.)
+                Err(PipelineError::Io(what, e)) => {
+                    warn!(file = %name, id, error = %e, "{what}; will try again");
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(n)
     }
