@@ -451,7 +451,9 @@ impl Pipeline {
                 return Ok(());
             }
             Err(PackError::Io(e)) => {
-                return Err(PipelineError::Io(format!("cannot package {}", f.name), e))
+                // Free what the attempt wrote (a full disk is the usual cause).
+                let _ = fs::remove_dir_all(&dir);
+                return Err(PipelineError::Io(format!("cannot package {}", f.name), e));
             }
         };
         let parts: Vec<NewPart> = packed
