@@ -375,12 +375,13 @@ impl Journal {
         Ok(())
     }
 
-    /// An earlier file with the same content that went (or is going) to Altinn.
+    /// Another file with the same content that is on its way to Altinn, or
+    /// whose letters Altinn accepted. A file Altinn refused outright, or that
+    /// never left, does not count: sending that content again is legitimate.
     pub fn submitted_duplicate(&self, sha256: &str, id: i64) -> Result<Option<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLS} FROM files WHERE sha256 = ?1 AND id < ?2 AND \
-             (state IN ('Packaged', 'Submitted') OR outcome IN ('Accepted', 'PartiallyAccepted') \
-              OR (outcome IN ('Rejected', 'Failed') AND EXISTS (SELECT 1 FROM parts p WHERE p.file_id = files.id))) \
+            "SELECT {FILE_COLS} FROM files WHERE sha256 = ?1 AND id != ?2 AND \
+             (state IN ('Packaged', 'Submitted') OR outcome IN ('Accepted', 'PartiallyAccepted')) \
              ORDER BY id LIMIT 1"
         );
         Ok(self
@@ -532,16 +533,39 @@ impl Journal {
         Ok(())
     }
 
-    /// The part a receipt with this ShipmentReference belongs to: the oldest
-    /// one on its way that has no receipt yet.
-    pub fn part_awaiting_receipt(&self, shipment_reference: &str) -> Result<Option<PartRow>> {
-        let sql = format!(
-            "SELECT {PART_COLS} FROM parts WHERE shipment_reference = ?1 AND state IN ('Uploading', 'Uploaded') ORDER BY id LIMIT 1"
-        );
-        Ok(self
-            .conn
-            .query_row(&sql, [shipment_reference], part_row)
-            .optional()?)
+    /// The part a receipt belongs to. `remote_name` (when the receipt's file
+    /// name tells it) is unique for ever, so it decides; the ShipmentReference
+    /// must agree. Without a name, the oldest part on its way with that
+    /// ShipmentReference. A part that already has its receipt never matches:
+    /// a repeated receipt is not applied twice.
+    pub fn part_awaiting_receipt(
+        &self,
+        remote_name: Option<&str>,
+        shipment_reference: &str,
+    ) -> Result<Option<PartRow>> {
+        let by_name = match remote_name {
+            Some(name) => {
+                let sql = format!("SELECT {PART_COLS} FROM parts WHERE remote_name = ?1");
+                self.conn.query_row(&sql, [name], part_row).optional()?
+            }
+            None => None,
+        };
+        let row = match by_name {
+            Some(row) => Some(row),
+            None => {
+                let sql = format!(
+                    "SELECT {PART_COLS} FROM parts WHERE shipment_reference = ?1 \
+                     AND state IN ('Uploading', 'Uploaded') ORDER BY id LIMIT 1"
+                );
+                self.conn
+                    .query_row(&sql, [shipment_reference], part_row)
+                    .optional()?
+            }
+        };
+        Ok(row.filter(|p| {
+            p.shipment_reference == shipment_reference
+                && matches!(p.state, PartState::Uploading | PartState::Uploaded)
+        }))
     }
 
     /// Journal Altinn's receipt for a part: its status and each letter's.
@@ -737,13 +761,28 @@ mod tests {
         assert_eq!(j.submitted_duplicate("same", b).unwrap().unwrap().id, a);
         let p = &j.parts_of(a).unwrap()[0];
         j.set_part_state(p.id, PartState::Uploaded).unwrap();
-        assert_eq!(j.part_awaiting_receipt("S-1").unwrap().unwrap().id, p.id);
+        assert_eq!(
+            j.part_awaiting_receipt(None, "S-1").unwrap().unwrap().id,
+            p.id
+        );
+        let by_name = j
+            .part_awaiting_receipt(Some(&p.remote_name), "S-1")
+            .unwrap();
+        assert_eq!(by_name.unwrap().id, p.id);
+        assert!(j
+            .part_awaiting_receipt(Some(&p.remote_name), "OTHER")
+            .unwrap()
+            .is_none());
         let letters = vec![
             ("x".to_string(), "OK".to_string(), String::new()),
             ("y".to_string(), "Rejected".to_string(), "nope".to_string()),
         ];
         j.record_receipt(p.id, "OK", "", &letters).unwrap();
-        assert!(j.part_awaiting_receipt("S-1").unwrap().is_none());
+        assert!(j.part_awaiting_receipt(None, "S-1").unwrap().is_none());
+        assert!(j
+            .part_awaiting_receipt(Some(&p.remote_name), "S-1")
+            .unwrap()
+            .is_none());
         let l = j.letters_of(a).unwrap();
         assert_eq!(
             l.iter()

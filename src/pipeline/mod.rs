@@ -529,7 +529,10 @@ impl Pipeline {
                 .map_err(|e| altinn_io(&local, e))
                 .and_then(|mut file| altinn::parse_receipt(&mut file).map_err(|e| e.to_string()));
             match parsed {
-                Ok(r) => match self.journal.part_awaiting_receipt(&r.shipment_reference)? {
+                Ok(r) => match self.journal.part_awaiting_receipt(
+                    name.strip_suffix(".receipt.xml"),
+                    &r.shipment_reference,
+                )? {
                     Some(part) => {
                         let letters: Vec<(String, String, String)> = r
                             .letters
