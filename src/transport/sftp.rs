@@ -595,9 +595,11 @@ impl Sftp {
         stream_upload(s, &tmp, local_path, &mut local, &mut file, size)?;
         // Durable on the server before it is visible (fsync@openssh.com);
         // servers without the extension just don't get asked.
-        if let Err(e) = file.fsync() {
-            if classify(&e) == ErrorKind::Transient {
-                return Err(s.remote_err("sync", &tmp, &e));
+        if s.cfg.fsync {
+            if let Err(e) = file.fsync() {
+                if classify(&e) == ErrorKind::Transient {
+                    return Err(s.remote_err("sync", &tmp, &e));
+                }
             }
         }
         file.close().map_err(|e| s.remote_err("close", &tmp, &e))?;
