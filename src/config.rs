@@ -123,6 +123,7 @@ pub enum TransportKind {
 pub struct Transport {
     pub kind: TransportKind,
     pub local: Option<LocalTransport>,
+    pub sftp: Option<SftpTransport>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +131,222 @@ pub struct Transport {
 pub struct LocalTransport {
     /// A folder standing in for Altinn's SFTP account.
     pub root: PathBuf,
+}
+
+/// `[transport.sftp]`: an SFTP account (Altinn's batch area). Local paths
+/// (keys, known_hosts) are relative to the config file; the remote folders
+/// are relative to the account's login folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpTransport {
+    pub host: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    pub user: String,
+    /// Private key file (OpenSSH or PEM format). Key authentication only.
+    pub private_key: PathBuf,
+    /// A file holding the key's passphrase (first line). Without it, the
+    /// passphrase comes from the environment variable `DPV_SFTP_PASSPHRASE`
+    /// when that is set. Never in this file.
+    #[serde(default)]
+    pub private_key_passphrase_file: Option<PathBuf>,
+    /// OpenSSH known_hosts file with the server's key (plain or hashed).
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Pinned host key fingerprints, `SHA256:...` as `ssh-keygen -lf` prints.
+    #[serde(default)]
+    pub host_key_fingerprints: Vec<String>,
+    #[serde(default = "default_upload_dir")]
+    pub upload_dir: String,
+    #[serde(default = "default_receipt_dir")]
+    pub receipt_dir: String,
+    #[serde(default = "default_confirmation_dir")]
+    pub confirmation_dir: String,
+    /// When set, inbound files are moved here once journalled instead of deleted.
+    #[serde(default)]
+    pub processed_receipt_dir: Option<String>,
+    /// Ask the server to flush an upload to its disk (fsync@openssh.com,
+    /// when offered) before it gets its final name, so a server crash
+    /// cannot leave a truncated batch under that name. Costs a few percent
+    /// of throughput on a large file.
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+    /// TCP connect and SSH handshake limit.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for any one answer from the server (0: none; not advised).
+    #[serde(default = "default_io_timeout_ms")]
+    pub io_timeout_ms: u64,
+    /// SSH keepalive interval (0: off).
+    #[serde(default = "default_keepalive_ms")]
+    pub keepalive_ms: u64,
+    /// Tries per operation on transient errors (the pipeline retries later).
+    #[serde(default = "default_tries")]
+    pub tries: u32,
+    /// First pause between tries; doubled each time, with jitter, up to `retry_max_ms`.
+    #[serde(default = "default_retry_ms")]
+    pub retry_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_upload_dir() -> String {
+    "upload".into()
+}
+fn default_receipt_dir() -> String {
+    "receipts".into()
+}
+fn default_confirmation_dir() -> String {
+    "confirmations".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_connect_timeout_ms() -> u64 {
+    15_000
+}
+fn default_io_timeout_ms() -> u64 {
+    60_000
+}
+fn default_keepalive_ms() -> u64 {
+    30_000
+}
+fn default_tries() -> u32 {
+    3
+}
+fn default_retry_ms() -> u64 {
+    500
+}
+fn default_retry_max_ms() -> u64 {
+    5_000
+}
+
+impl SftpTransport {
+    /// A section with every default, for `host`/`user`/`private_key` (tests, tools).
+    pub fn new(host: &str, port: u16, user: &str, private_key: PathBuf) -> SftpTransport {
+        SftpTransport {
+            host: host.into(),
+            port,
+            user: user.into(),
+            private_key,
+            private_key_passphrase_file: None,
+            known_hosts: None,
+            host_key_fingerprints: Vec::new(),
+            upload_dir: default_upload_dir(),
+            receipt_dir: default_receipt_dir(),
+            confirmation_dir: default_confirmation_dir(),
+            processed_receipt_dir: None,
+            fsync: true,
+            connect_timeout_ms: default_connect_timeout_ms(),
+            io_timeout_ms: default_io_timeout_ms(),
+            keepalive_ms: default_keepalive_ms(),
+            tries: default_tries(),
+            retry_ms: default_retry_ms(),
+            retry_max_ms: default_retry_max_ms(),
+        }
+    }
+
+    /// Every problem with this section (prefixed `transport.sftp.`).
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.host.trim().is_empty() {
+            problems.push("transport.sftp.host is empty".into());
+        }
+        if self.port == 0 {
+            problems.push("transport.sftp.port is 0".into());
+        }
+        if self.user.trim().is_empty() {
+            problems.push("transport.sftp.user is empty".into());
+        }
+        let readable = |key: &str, path: &Path, problems: &mut Vec<String>| {
+            if let Err(e) = std::fs::File::open(path) {
+                problems.push(format!(
+                    "transport.sftp.{key} ({}) cannot be read: {e}",
+                    path.display()
+                ));
+                false
+            } else {
+                true
+            }
+        };
+        readable("private_key", &self.private_key, &mut problems);
+        if let Some(p) = &self.private_key_passphrase_file {
+            readable("private_key_passphrase_file", p, &mut problems);
+        }
+        let has_known_hosts = match &self.known_hosts {
+            Some(p) => readable("known_hosts", p, &mut problems),
+            None => false,
+        };
+        if self.known_hosts.is_none() && self.host_key_fingerprints.is_empty() {
+            problems.push(
+                "transport.sftp has neither known_hosts nor host_key_fingerprints: the server's \
+                 host key must be pinned (no key is trusted on first use); get it with \
+                 `ssh-keyscan -p PORT HOST > known_hosts` and compare its fingerprint \
+                 (`ssh-keygen -lf known_hosts`) with the one Altinn gave you"
+                    .into(),
+            );
+        }
+        let known_hosts = if has_known_hosts {
+            self.known_hosts.as_deref()
+        } else {
+            None
+        };
+        match crate::transport::hostkey::Pins::load(
+            known_hosts,
+            &self.host_key_fingerprints,
+            &self.host,
+            self.port,
+        ) {
+            Err(e) => problems.push(format!("transport.sftp: {e}")),
+            Ok(pins) => {
+                if let (Some(path), true) = (known_hosts, pins.keys.is_empty()) {
+                    if self.host_key_fingerprints.is_empty() {
+                        problems.push(format!(
+                            "transport.sftp.known_hosts ({}) has no key for {}; add one \
+                             (`ssh-keyscan -p {} {}`) or set host_key_fingerprints",
+                            path.display(),
+                            if self.port == 22 {
+                                self.host.clone()
+                            } else {
+                                format!("[{}]:{}", self.host, self.port)
+                            },
+                            self.port,
+                            self.host
+                        ));
+                    }
+                }
+            }
+        }
+        let dirs = [
+            ("upload_dir", Some(&self.upload_dir)),
+            ("receipt_dir", Some(&self.receipt_dir)),
+            ("confirmation_dir", Some(&self.confirmation_dir)),
+            ("processed_receipt_dir", self.processed_receipt_dir.as_ref()),
+        ];
+        for (i, (key, dir)) in dirs.iter().enumerate() {
+            let Some(dir) = dir else { continue };
+            if dir.trim().is_empty() {
+                problems.push(format!("transport.sftp.{key} is empty"));
+            }
+            for (other, b) in &dirs[i + 1..] {
+                if Some(dir) == b.as_ref() {
+                    problems.push(format!(
+                        "transport.sftp.{key} and transport.sftp.{other} are the same folder ({dir})"
+                    ));
+                }
+            }
+        }
+        if self.tries == 0 {
+            problems.push("transport.sftp.tries is 0; use 1 or more (3 is the default)".into());
+        }
+        if self.connect_timeout_ms == 0 {
+            problems.push("transport.sftp.connect_timeout_ms is 0; use 15000".into());
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +433,15 @@ impl Config {
         if let Some(local) = self.transport.local.as_mut() {
             fix(&mut local.root);
         }
+        if let Some(sftp) = self.transport.sftp.as_mut() {
+            fix(&mut sftp.private_key);
+            if let Some(p) = sftp.private_key_passphrase_file.as_mut() {
+                fix(p);
+            }
+            if let Some(p) = sftp.known_hosts.as_mut() {
+                fix(p);
+            }
+        }
     }
 
     /// Every problem with this config, in words an operator can act on.
@@ -278,8 +504,12 @@ impl Config {
                     problems.push("transport.kind is \"local\" but there is no [transport.local] section with root = \"...\"".into());
                 }
             }
-            TransportKind::Sftp | TransportKind::Altinn3 => problems.push(format!(
-                "transport.kind {:?} is not available in this version; use \"local\"",
+            TransportKind::Sftp => match &self.transport.sftp {
+                None => problems.push("transport.kind is \"sftp\" but there is no [transport.sftp] section (host, user, private_key, known_hosts)".into()),
+                Some(sftp) => problems.extend(sftp.check()),
+            },
+            TransportKind::Altinn3 => problems.push(format!(
+                "transport.kind {:?} is not available in this version; use \"local\" or \"sftp\"",
                 self.transport.kind
             )),
         }
@@ -344,6 +574,126 @@ root = "altinn"
         );
         assert!(err.contains("system_user_code '1'"), "{err}");
         assert!(err.contains("no [transport.local] section"), "{err}");
+    }
+
+    fn sftp_config(dir: &Path, section: &str) -> PathBuf {
+        let path = dir.join("dpv.toml");
+        let text = MINIMAL
+            .replace("kind = \"local\"", "kind = \"sftp\"")
+            .replace("[transport.local]\nroot = \"altinn\"\n", section);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn sftp_section_gets_defaults_and_local_paths_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("id_ed25519"), "key").unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            "[sftp.example.org]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n",
+        )
+        .unwrap();
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"sftp.example.org\"\nport = 2222\nuser = \"abc\"\n\
+             private_key = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n",
+        );
+        let c = Config::load_checked(&path).unwrap();
+        let s = c.transport.sftp.unwrap();
+        assert_eq!(s.private_key, dir.path().join("id_ed25519"));
+        assert_eq!(s.known_hosts, Some(dir.path().join("known_hosts")));
+        // Remote folders stay as written: they are paths on the server.
+        assert_eq!(s.upload_dir, "upload");
+        assert_eq!(s.receipt_dir, "receipts");
+        assert_eq!(s.confirmation_dir, "confirmations");
+        assert_eq!(s.processed_receipt_dir, None);
+        assert_eq!(
+            (s.connect_timeout_ms, s.io_timeout_ms, s.keepalive_ms),
+            (15_000, 60_000, 30_000)
+        );
+        assert_eq!(s.tries, 3);
+        assert!(s.fsync);
+    }
+
+    #[test]
+    fn sftp_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // No section at all.
+        let path = sftp_config(dir.path(), "");
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(err.contains("no [transport.sftp] section"), "{err}");
+
+        // No key file, no pinned host key, a bad fingerprint elsewhere.
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"h\"\nuser = \"u\"\nprivate_key = \"missing\"\n",
+        );
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(err.contains("transport.sftp.private_key"), "{err}");
+        assert!(
+            err.contains("neither known_hosts nor host_key_fingerprints"),
+            "{err}"
+        );
+
+        std::fs::write(dir.path().join("key"), "key").unwrap();
+        std::fs::write(
+            dir.path().join("kh"),
+            "other.example.org ssh-ed25519 AAAA\n",
+        )
+        .unwrap();
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"h\"\nuser = \"u\"\nprivate_key = \"key\"\n\
+             known_hosts = \"kh\"\nreceipt_dir = \"upload\"\n",
+        );
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(err.contains("has no key for h"), "{err}");
+        assert!(
+            err.contains("upload_dir and transport.sftp.receipt_dir are the same"),
+            "{err}"
+        );
+
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"h\"\nuser = \"u\"\nprivate_key = \"key\"\n\
+             host_key_fingerprints = [\"SHA256:nope\"]\n",
+        );
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(err.contains("SHA256:nope"), "{err}");
+
+        // A passphrase belongs in a file or the environment, never here.
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"h\"\nuser = \"u\"\nprivate_key = \"key\"\n\
+             passphrase = \"secret\"\n",
+        );
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("passphrase"), "{err}");
+    }
+
+    #[test]
+    fn open_builds_the_configured_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpv.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load_checked(&path).unwrap();
+        let t = crate::transport::open(&c)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert!(t.describe().starts_with("local "));
+
+        std::fs::write(dir.path().join("key"), "key").unwrap();
+        let path = sftp_config(
+            dir.path(),
+            "[transport.sftp]\nhost = \"h\"\nuser = \"u\"\nprivate_key = \"key\"\n\
+             host_key_fingerprints = [\"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\"]\n",
+        );
+        let c = Config::load_checked(&path).unwrap();
+        let t = crate::transport::open(&c)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(t.describe(), "sftp u@h:22/upload");
     }
 
     #[test]

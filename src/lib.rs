@@ -7,7 +7,7 @@
 //! - [`validate`]: the three validation layers (reading, schema, DPV rules)
 //!   and export packages.
 //! - [`package`]: validated input → UTF-8 parts for upload.
-//! - [`transport`]: how parts reach Altinn (local folder now; SFTP, Altinn 3 later).
+//! - [`transport`]: how parts reach Altinn (a local folder or SFTP; Altinn 3 later).
 //! - [`outbox`]: receipts and events for the fagsystem.
 //! - [`altinn`]: Altinn's receipts and read confirmations (write + parse).
 //! - [`sim`]: Altinn's batch side, simulated over folders (tests, demos).

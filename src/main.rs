@@ -100,6 +100,19 @@ enum Command {
     /// Simulate Altinn's batch side over folders (for tests and demos):
     /// answer batches in DIR/upload with receipts, then read confirmations.
     Sim(SimArgs),
+    /// Upload one file with the configured transport (developer tool; the
+    /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
+    #[command(hide = true)]
+    SftpPut {
+        /// The dpv-batch config file ([transport] is used).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Remote name (default: the local file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The file to upload.
+        local: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +134,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Sim(args) => dpv_batch::sim::cli::main(args),
+        Command::SftpPut {
+            config,
+            name,
+            local,
+        } => put(&config, name, &local),
         Command::Validate {
             format,
             schema,
@@ -158,6 +176,66 @@ fn main() -> ExitCode {
                     eprintln!("dpv-batch gen: cannot write the batch: {e}");
                     ExitCode::from(2)
                 }
+            }
+        }
+    }
+}
+
+fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) -> ExitCode {
+    let config = match dpv_batch::config::Config::load_checked(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dpv-batch sftp-put: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = match name.or_else(|| {
+        local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+    }) {
+        Some(n) => n,
+        None => {
+            eprintln!("dpv-batch sftp-put: give --name for {}", local.display());
+            return ExitCode::from(2);
+        }
+    };
+    let size = std::fs::metadata(local).map(|m| m.len()).unwrap_or(0);
+    let started = std::time::Instant::now();
+    let result = match &config.transport.sftp {
+        // SFTP directly, to tell the negotiated cipher (benchmarks).
+        Some(cfg) if config.transport.kind == dpv_batch::config::TransportKind::Sftp => {
+            use dpv_batch::transport::Transport;
+            dpv_batch::transport::sftp::Sftp::new(cfg).and_then(|mut t| {
+                t.upload(local, &name)?;
+                Ok(format!(
+                    "{}, cipher {}",
+                    t.describe(),
+                    t.cipher().unwrap_or_default()
+                ))
+            })
+        }
+        _ => dpv_batch::transport::open(&config).and_then(|mut t| {
+            t.upload(local, &name)?;
+            Ok(t.describe())
+        }),
+    };
+    match result {
+        Ok(target) => {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "uploaded {} as {name} to {target}: {size} bytes in {secs:.2} s ({:.1} MB/s)",
+                local.display(),
+                size as f64 / 1e6 / secs.max(1e-9)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch sftp-put: {e}");
+            match e.kind {
+                dpv_batch::transport::ErrorKind::Transient => ExitCode::from(1),
+                dpv_batch::transport::ErrorKind::Permanent => ExitCode::from(2),
             }
         }
     }

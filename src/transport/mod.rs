@@ -1,6 +1,6 @@
 //! Transports: how parts reach Altinn and how receipts come back.
 //!
-//! Every transport (a local folder today; SFTP and Altinn 3 later) sits
+//! Every transport (a local folder, an SFTP account; Altinn 3 later) sits
 //! behind the one [`Transport`] trait, so the pipeline does not know which
 //! one it talks to. The trait is shaped by crash safety:
 //! - `upload` must never expose a half-written file under its final name
@@ -11,7 +11,9 @@
 //! - inbound files (receipts, confirmations) are listed, fetched to a local
 //!   file, and removed only after the caller has journalled them.
 
+pub mod hostkey;
 pub mod local;
+pub mod sftp;
 
 use std::fmt;
 use std::path::Path;
@@ -70,16 +72,29 @@ pub trait Transport: Send {
     fn remove(&mut self, folder: Inbound, name: &str) -> Result<()>;
 }
 
-/// The transport the config asks for.
+/// The transport a config asks for. No network is touched here: an SFTP
+/// transport connects on first use (so a server that is down at start is a
+/// transient problem later, not a failed start), but its key file,
+/// passphrase and pinned host keys are read now.
 pub fn open(config: &crate::config::Config) -> Result<Box<dyn Transport>> {
     use crate::config::TransportKind;
-    match (config.transport.kind, &config.transport.local) {
-        (TransportKind::Local, Some(local)) => Ok(Box::new(local::Local::new(&local.root)?)),
-        (kind, _) => Err(TransportError {
+    let t = &config.transport;
+    let missing = |what: &str| TransportError {
+        kind: ErrorKind::Permanent,
+        message: format!("transport.kind is {what} but there is no [transport.{what}] section"),
+    };
+    match t.kind {
+        TransportKind::Local => {
+            let local = t.local.as_ref().ok_or_else(|| missing("local"))?;
+            Ok(Box::new(local::Local::new(&local.root)?))
+        }
+        TransportKind::Sftp => {
+            let cfg = t.sftp.as_ref().ok_or_else(|| missing("sftp"))?;
+            Ok(Box::new(sftp::Sftp::new(cfg)?))
+        }
+        TransportKind::Altinn3 => Err(TransportError {
             kind: ErrorKind::Permanent,
-            message: format!(
-                "transport {kind:?} is not configured or not available in this version"
-            ),
+            message: "transport.kind \"altinn3\" is not available in this version".into(),
         }),
     }
 }
