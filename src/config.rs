@@ -473,14 +473,22 @@ impl Config {
                 ));
             }
         }
-        if let (Some(inbox_dev), Some(state_dev)) = (device(&p.inbox), device(&p.state)) {
-            if inbox_dev != state_dev {
-                problems.push(format!(
-                    "paths.inbox ({}) and paths.state ({}) are on different filesystems; they must \
-                     share one so that taking a file in is an atomic rename",
-                    p.inbox.display(),
-                    p.state.display()
-                ));
+        // Files move by rename: inbox -> state/staging -> archive or failed.
+        // A rename cannot cross filesystems, so all four must share one.
+        if let Some(state_dev) = device(&p.state) {
+            for (key, dir) in [
+                ("paths.inbox", &p.inbox),
+                ("paths.archive", &p.archive),
+                ("paths.failed", &p.failed),
+            ] {
+                if device(dir).is_some_and(|d| d != state_dev) {
+                    problems.push(format!(
+                        "{key} ({}) and paths.state ({}) are on different filesystems; they must \
+                         share one so that files move by atomic rename",
+                        dir.display(),
+                        p.state.display()
+                    ));
+                }
             }
         }
         let code = &self.sender.system_user_code;

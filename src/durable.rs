@@ -53,6 +53,31 @@ pub fn write_atomic_with(
     result
 }
 
+/// The first half of an atomic write: the content, fsynced, under the
+/// temporary name of `path`. [`publish`] does the second half. Between the
+/// two, the caller journals that the file is staged, so a restart knows
+/// whether the visible file was already published (and maybe consumed).
+pub fn write_staged(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Publish a file staged by [`write_staged`]: rename it to its final name.
+/// Nothing to do if it was already published.
+pub fn publish(path: &Path) -> io::Result<()> {
+    let tmp = temp_path(path);
+    if tmp.exists() {
+        rename(&tmp, path)?;
+    }
+    Ok(())
+}
+
 /// Rename and make it durable (both folders fsynced).
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
@@ -74,8 +99,21 @@ fn parent(path: &Path) -> &Path {
 /// `stem.2.ext`, `stem.3.ext`, ... Files the fagsystem may have read are
 /// never overwritten.
 pub fn free_name(dir: &Path, name: &str) -> PathBuf {
+    free_name_with(dir, name, &|_| false)
+}
+
+/// Like [`free_name`], also skipping names `reserved` says are promised to
+/// someone else (a file not written yet).
+pub fn free_name_with(dir: &Path, name: &str, reserved: &dyn Fn(&str) -> bool) -> PathBuf {
+    let free = |p: &Path| {
+        !p.exists()
+            && !temp_path(p).exists()
+            && !p
+                .file_name()
+                .is_some_and(|n| reserved(&n.to_string_lossy()))
+    };
     let first = dir.join(name);
-    if !first.exists() && !temp_path(&first).exists() {
+    if free(&first) {
         return first;
     }
     let (stem, ext) = match name.find('.') {
@@ -84,7 +122,7 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
     };
     (2..)
         .map(|n| dir.join(format!("{stem}.{n}{ext}")))
-        .find(|p| !p.exists())
+        .find(|p| free(p))
         .unwrap_or(first)
 }
 

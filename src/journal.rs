@@ -137,6 +137,9 @@ pub struct FileRow {
     pub moved_to: Option<String>,
     /// Seconds since the file last changed state.
     pub idle_seconds: i64,
+    /// The receipt is written under its temporary name (and maybe published).
+    #[serde(skip)]
+    pub receipt_staged: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +184,8 @@ pub struct EventRow {
     pub id: i64,
     pub file_id: i64,
     pub outbox_name: String,
+    /// Written under its temporary name already (maybe published too).
+    pub staged: bool,
 }
 
 const SCHEMA: &str = r#"
@@ -197,7 +202,8 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
     report_json TEXT,
     receipt_name TEXT,
-    moved_to TEXT
+    moved_to TEXT,
+    receipt_staged INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE INDEX IF NOT EXISTS files_sha ON files(sha256);
@@ -237,13 +243,14 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL REFERENCES files(id),
     outbox_name TEXT NOT NULL,
-    written INTEGER NOT NULL DEFAULT 0
+    written INTEGER NOT NULL DEFAULT 0 -- 0 planned, 1 staged, 2 published
 );
 "#;
 
 const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters, received_at, \
                          updated_at, report_json, receipt_name, moved_to, \
-                         CAST((julianday('now') - julianday(updated_at)) * 86400 AS INTEGER)";
+                         CAST((julianday('now') - julianday(updated_at)) * 86400 AS INTEGER), \
+                         receipt_staged";
 const PART_COLS: &str =
     "id, file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state, status, text";
 
@@ -266,6 +273,7 @@ fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
         receipt_name: r.get(11)?,
         moved_to: r.get(12)?,
         idle_seconds: r.get(13)?,
+        receipt_staged: r.get::<_, i64>(14)? != 0,
     })
 }
 
@@ -417,20 +425,34 @@ impl Journal {
         Ok(())
     }
 
-    /// The file is done. Reads already in its receipt are not reported again
-    /// as events (event 0 stands for "in the receipt").
-    pub fn set_done(&mut self, id: i64) -> Result<()> {
+    /// Is `name` reserved by a file as its receipt or destination name?
+    pub fn name_reserved(&self, name: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM files WHERE receipt_name = ?1 OR moved_to = ?1)",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The receipt is staged (written under its temporary name). Reads it
+    /// includes are not reported again as events (event 0 = "in the receipt").
+    pub fn set_receipt_staged(&mut self, id: i64) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE letters SET event_id = 0 WHERE read_at IS NOT NULL AND event_id IS NULL \
              AND part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
             [id],
         )?;
-        tx.execute(
+        tx.execute("UPDATE files SET receipt_staged = 1 WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_done(&mut self, id: i64) -> Result<()> {
+        self.conn.execute(
             "UPDATE files SET state = 'Done', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
             [id],
         )?;
-        tx.commit()?;
         Ok(())
     }
 
@@ -674,13 +696,14 @@ impl Journal {
 
     pub fn unwritten_events(&self) -> Result<Vec<EventRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, file_id, outbox_name FROM events WHERE written = 0 ORDER BY id",
+            "SELECT id, file_id, outbox_name, written FROM events WHERE written < 2 ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(EventRow {
                 id: r.get(0)?,
                 file_id: r.get(1)?,
                 outbox_name: r.get(2)?,
+                staged: r.get::<_, i64>(3)? >= 1,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -695,9 +718,12 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn set_event_written(&self, event_id: i64) -> Result<()> {
-        self.conn
-            .execute("UPDATE events SET written = 1 WHERE id = ?1", [event_id])?;
+    /// 1: staged under its temporary name; 2: published.
+    pub fn set_event_written(&self, event_id: i64, level: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE events SET written = ?2 WHERE id = ?1",
+            params![event_id, level],
+        )?;
         Ok(())
     }
 }

@@ -144,3 +144,30 @@ fn export_package_attachments_are_inlined() {
         assert!(text.contains(first_line), "{} not inlined", path.display());
     }
 }
+
+#[test]
+fn foreign_markup_in_message_body_stays_well_formed() {
+    // MessageBody is xs:anyType: a prefixed element whose attribute uses the
+    // same prefix must get one namespace declaration, not two.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.xml");
+    gen(&input, 2, 0);
+    let text = std::fs::read_to_string(&input).unwrap().replacen(
+        "<MessageBody>",
+        r#"<MessageBody><h:p xmlns:h="urn:example:html" h:class="a &amp; b">tekst &lt;3</h:p><q xmlns="">plain</q>"#,
+        1,
+    );
+    std::fs::write(&input, text).unwrap();
+    let packed = package(
+        &input,
+        &dir.path().join("parts"),
+        &opts(1 << 30, 1000, None),
+    )
+    .unwrap();
+    check_parts(&packed);
+    let out = std::fs::read_to_string(&packed.parts[0].path).unwrap();
+    assert!(
+        out.contains(r#"<h:p xmlns:h="urn:example:html" h:class="a &amp; b">tekst &lt;3</h:p><q xmlns="">plain</q>"#),
+        "{out}"
+    );
+}

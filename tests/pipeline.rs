@@ -553,3 +553,32 @@ fn every_sample_end_to_end() {
     assert!(refs.values().all(|&n| n == 1), "{refs:?}");
     assert_outbox_schema_valid(&ws);
 }
+
+#[test]
+fn the_same_name_dropped_again_gets_its_own_receipt() {
+    let ws = Workspace::new("rename", "");
+    let _sim = ws.sim(&["--no-confirmations"]);
+    ws.drop_file("nightly.xml", &sample("valid/letters-bokmal.xml"));
+    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    // The next night: same name, new content. Nothing is overwritten.
+    ws.drop_file("nightly.xml", &sample("valid/letters-nynorsk-english.xml"));
+    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    let outbox: Vec<String> = ws.names("outbox").into_iter().collect();
+    assert_eq!(
+        outbox,
+        vec!["nightly.2.xml.receipt.xml", "nightly.xml.receipt.xml"]
+    );
+    let archive: Vec<String> = ws.names("archive").into_iter().collect();
+    assert_eq!(archive, vec!["nightly.2.xml", "nightly.xml"]);
+    assert_eq!(
+        fs::read(ws.path("archive/nightly.xml")).unwrap(),
+        sample("valid/letters-bokmal.xml")
+    );
+    assert_eq!(
+        fs::read(ws.path("archive/nightly.2.xml")).unwrap(),
+        sample("valid/letters-nynorsk-english.xml")
+    );
+    assert_eq!(outcome(&ws.receipt("nightly.xml")), "Accepted");
+    let second = fs::read_to_string(ws.path("outbox/nightly.2.xml.receipt.xml")).unwrap();
+    assert_eq!(outcome(&second), "Accepted");
+}

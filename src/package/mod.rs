@@ -37,7 +37,8 @@ pub struct PackOptions {
     pub max_part_letters: u64,
     /// Some(first SequenceNo) when dpv-batch assigns them.
     pub first_sequence: Option<i64>,
-    /// Prefix of the parts' remote names; part N is `PREFIX-NNN.xml`.
+    /// Prefix of the parts' remote names; part N is `PREFIX-NNNNN.xml` (names
+    /// sort in upload order, which Altinn's side may rely on).
     pub name_prefix: String,
 }
 
@@ -236,7 +237,7 @@ impl<'a> PartWriter<'a> {
                     .into(),
             ));
         }
-        let remote_name = format!("{}-{no:03}.xml", self.opts.name_prefix);
+        let remote_name = format!("{}-{no:05}.xml", self.opts.name_prefix);
         let path = self.out_dir.join(&remote_name);
         let file = OpenOptions::new()
             .create(true)
@@ -412,10 +413,12 @@ impl<'a> PartWriter<'a> {
                 }
             }
         }
+        let mut declared: Vec<&[u8]> = written_prefix.iter().map(|p| p.as_slice()).collect();
         for a in &tag.attributes {
             s.push(b' ');
             if let Some(p) = a.prefix {
-                if p != b"xml" {
+                if p != b"xml" && !declared.contains(&p) {
+                    declared.push(p);
                     s.extend_from_slice(b"xmlns:");
                     s.extend_from_slice(p);
                     s.extend_from_slice(b"=\"");

@@ -11,7 +11,7 @@
 //! In every mode, hidden files and temporary names (`.*`, `*.tmp`, `*.part`)
 //! are never taken. This module only decides; the pipeline moves the files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -86,7 +86,7 @@ impl Intake {
         let stable_for = Duration::from_millis(self.config.stable_for_ms);
         let candidates = self.candidates(inbox)?;
         let mut ready = Vec::new();
-        let mut still_there = Vec::with_capacity(candidates.len());
+        let mut still_there = HashSet::with_capacity(candidates.len());
         for (name, meta) in candidates {
             let size = meta.len();
             let is_ready = match self.config.ready {
@@ -112,7 +112,7 @@ impl Intake {
                     }
                 }
             };
-            still_there.push(name.clone());
+            still_there.insert(name.clone());
             if is_ready {
                 ready.push(ReadyFile { name, size });
             }

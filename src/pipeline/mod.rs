@@ -218,25 +218,37 @@ impl Pipeline {
         tick.taken = self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
-            let outcome = self
-                .submit()
-                .and_then(|()| self.collect_receipts())
-                .and_then(|()| self.collect_confirmations());
-            match outcome {
-                Ok(()) => {
-                    self.backoff.succeeded();
-                    self.transport_error = None;
-                }
-                Err(e) => {
-                    if let StageError::Transport(t) = &e {
+            // Each runs whatever the others did: one stuck upload must not
+            // keep receipts for other files from being collected.
+            let results = [
+                self.submit(),
+                self.collect_receipts(),
+                self.collect_confirmations(),
+            ];
+            let mut failed = false;
+            for result in results {
+                match result {
+                    Ok(()) => {}
+                    Err(StageError::Journal(e)) => return Err(PipelineError::Journal(e)),
+                    Err(StageError::Transport(t)) => {
                         if t.kind == transport::ErrorKind::Permanent {
                             tick.permanent_error = Some(t.message.clone());
                         }
+                        warn!(error = %t, "transport trouble");
+                        self.transport_error = Some(t.message);
+                        failed = true;
                     }
-                    let wait = self.backoff.failed();
-                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "transport trouble; will retry");
-                    self.transport_error = Some(e.to_string());
                 }
+            }
+            if failed {
+                let wait = self.backoff.failed();
+                warn!(
+                    retry_in_ms = wait.as_millis() as u64,
+                    "will retry the transport"
+                );
+            } else {
+                self.backoff.succeeded();
+                self.transport_error = None;
             }
         }
         self.settle_submitted()?;
@@ -263,12 +275,13 @@ impl Pipeline {
         for f in self.journal.files_in(FileState::Received)? {
             let staged = self.staged_path(&f);
             let in_inbox = self.cfg.paths.inbox.join(&f.name);
+            self.remove_marker(&f.name);
             if !staged.exists() {
                 if in_inbox.exists() {
-                    durable::rename(&in_inbox, &staged).map_err(io_err(format!(
-                        "cannot move {} into staging",
-                        in_inbox.display()
-                    )))?;
+                    if let Err(e) = durable::rename(&in_inbox, &staged) {
+                        warn!(file = %f.name, error = %e, "cannot take the file in; will try again");
+                        continue;
+                    }
                 } else {
                     self.journal.set_outcome(
                         f.id,
@@ -285,6 +298,18 @@ impl Pipeline {
         Ok(())
     }
 
+    /// In done-file mode, the marker goes before the data file moves: a
+    /// marker left behind would let the next file of that name in early.
+    fn remove_marker(&self, name: &str) {
+        if let Some(marker) = self.intake.marker(name) {
+            let path = self.cfg.paths.inbox.join(marker);
+            if path.exists() {
+                let _ = fs::remove_file(&path);
+                let _ = durable::sync_dir(&self.cfg.paths.inbox);
+            }
+        }
+    }
+
     fn take_in(&mut self) -> Result<usize> {
         let inbox = self.cfg.paths.inbox.clone();
         let ready = self
@@ -297,35 +322,55 @@ impl Pipeline {
             let id = self.journal.add_file(&r.name, r.size)?;
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
+            self.remove_marker(&r.name);
             if let Err(e) = durable::rename(&inbox.join(&r.name), &staged) {
-                // Gone (the fagsystem took it back) or not movable: the file
-                // was never taken; forget the row and look again next tick.
-                warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
-                self.journal.forget_received(id)?;
+                if !staged.exists() {
+                    // Gone (the fagsystem took it back) or not movable: it
+                    // was never taken; forget the row and look again later.
+                    warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                    self.journal.forget_received(id)?;
+                    continue;
+                }
+                // The rename happened but was not made durable: the row
+                // stays Received and the next tick finishes it.
+                warn!(file = %r.name, error = %e, "taken in, not yet durable; will finish next tick");
                 continue;
             }
             self.intake.taken(&r.name);
             self.hash_staged(&f, &staged)?;
-            if let Some(marker) = self.intake.marker(&r.name) {
-                let _ = fs::remove_file(inbox.join(marker));
-            }
             info!(file = %r.name, id, bytes = r.size, "taken in");
         }
         Ok(ready.len().min(PER_TICK))
     }
 
+    /// Hash a staged file; one that cannot be read fails (with a receipt)
+    /// instead of stopping the service.
     fn hash_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
-        let mut file =
-            File::open(staged).map_err(io_err(format!("cannot read {}", staged.display())))?;
-        let mut hasher = Sha256::new();
-        let size = io::copy(&mut file, &mut HashWriter(&mut hasher))
-            .map_err(io_err(format!("cannot read {}", staged.display())))?;
-        let sha: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.journal.set_staged(f.id, &sha, size)?;
+        let hashed = File::open(staged).and_then(|mut file| {
+            let mut hasher = Sha256::new();
+            let size = io::copy(&mut file, &mut HashWriter(&mut hasher))?;
+            Ok((hasher, size))
+        });
+        match hashed {
+            Ok((hasher, size)) => {
+                let sha: String = hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                self.journal.set_staged(f.id, &sha, size)?;
+            }
+            Err(e) => {
+                warn!(file = %f.name, id = f.id, error = %e, "cannot read the file; failed");
+                self.journal.set_outcome(
+                    f.id,
+                    Outcome::Failed,
+                    &format!("dpv-batch cannot read the file ({e}); check its permissions and drop it again"),
+                    None,
+                    0,
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -684,53 +729,51 @@ impl Pipeline {
         Ok(n)
     }
 
+    /// Finish a file whose outcome is known. Every step can be repeated
+    /// after a crash, and nothing the fagsystem may already have read is
+    /// written twice: names are reserved in the journal first (unique, also
+    /// against other files' reservations); the receipt is written under its
+    /// temporary name and journalled as staged before it is published, so a
+    /// restart publishes it or, if that happened, leaves it alone.
     fn finish_one(&mut self, mut f: FileRow) -> Result<()> {
         let outcome = f.outcome.unwrap_or(Outcome::Failed);
         let to_archive = matches!(outcome, Outcome::Accepted | Outcome::PartiallyAccepted);
         let dest_dir = if to_archive {
-            &self.cfg.paths.archive
+            self.cfg.paths.archive.clone()
         } else {
-            &self.cfg.paths.failed
+            self.cfg.paths.failed.clone()
         };
-        let outbox_dir = &self.cfg.paths.outbox;
+        let outbox_dir = self.cfg.paths.outbox.clone();
         if f.receipt_name.is_none() || f.moved_to.is_none() {
-            let receipt = durable::free_name(outbox_dir, &format!("{}.receipt.xml", f.name));
-            let moved = durable::free_name(dest_dir, &f.name);
-            let receipt = file_name(&receipt);
-            let moved = file_name(&moved);
+            let journal = &self.journal;
+            let reserved = |n: &str| journal.name_reserved(n).unwrap_or(true);
+            let receipt =
+                durable::free_name_with(&outbox_dir, &format!("{}.receipt.xml", f.name), &reserved);
+            let moved = durable::free_name_with(&dest_dir, &f.name, &reserved);
+            let (receipt, moved) = (file_name(&receipt), file_name(&moved));
             self.journal.reserve_names(f.id, &receipt, &moved)?;
             f.receipt_name = Some(receipt);
             f.moved_to = Some(moved);
         }
         let receipt_path = outbox_dir.join(f.receipt_name.as_deref().unwrap_or_default());
         let moved_path = dest_dir.join(f.moved_to.as_deref().unwrap_or_default());
-        let parts = self.journal.parts_of(f.id)?;
-        let letters = self.journal.letters_of(f.id)?;
-        let errors: Vec<Finding> = f
-            .report_json
-            .as_deref()
-            .and_then(|j| serde_json::from_str::<Vec<Finding>>(j).ok())
-            .unwrap_or_default();
-        if !to_archive {
-            let errors_path = dest_dir.join(format!(
-                "{}.errors.txt",
-                f.moved_to.as_deref().unwrap_or_default()
-            ));
-            if !errors_path.exists() {
+        if !f.receipt_staged {
+            let parts = self.journal.parts_of(f.id)?;
+            let letters = self.journal.letters_of(f.id)?;
+            let errors: Vec<Finding> = f
+                .report_json
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<Vec<Finding>>(j).ok())
+                .unwrap_or_default();
+            if !to_archive {
+                let errors_path = dest_dir.join(format!(
+                    "{}.errors.txt",
+                    f.moved_to.as_deref().unwrap_or_default()
+                ));
                 let text = outbox::errors_txt(&f, outcome, &errors, &letters);
                 durable::write_atomic(&errors_path, text.as_bytes())
                     .map_err(io_err(format!("cannot write {}", errors_path.display())))?;
             }
-        }
-        let staged = self.staged_path(&f);
-        if staged.exists() {
-            durable::rename(&staged, &moved_path).map_err(io_err(format!(
-                "cannot move {} to {}",
-                f.name,
-                moved_path.display()
-            )))?;
-        }
-        if !receipt_path.exists() {
             let completed = crate::clock::now();
             let doc = outbox::ReceiptDoc {
                 file: &f,
@@ -740,11 +783,22 @@ impl Pipeline {
                 errors: &errors,
                 completed_at: &completed,
             };
-            durable::write_atomic(&receipt_path, outbox::receipt_xml(&doc).as_bytes())
+            durable::write_staged(&receipt_path, outbox::receipt_xml(&doc).as_bytes())
                 .map_err(io_err(format!("cannot write {}", receipt_path.display())))?;
+            self.journal.set_receipt_staged(f.id)?;
         }
-        let _ = fs::remove_dir_all(self.parts_dir(f.id));
+        let staged = self.staged_path(&f);
+        if staged.exists() {
+            durable::rename(&staged, &moved_path).map_err(io_err(format!(
+                "cannot move {} to {}",
+                f.name,
+                moved_path.display()
+            )))?;
+        }
+        durable::publish(&receipt_path)
+            .map_err(io_err(format!("cannot publish {}", receipt_path.display())))?;
         self.journal.set_done(f.id)?;
+        let _ = fs::remove_dir_all(self.parts_dir(f.id));
         info!(file = %f.name, id = f.id, outcome = outcome.as_str(), receipt = %receipt_path.display(), moved_to = %moved_path.display(), "done");
         Ok(())
     }
@@ -753,15 +807,18 @@ impl Pipeline {
         self.journal.plan_read_events()?;
         for e in self.journal.unwritten_events()? {
             let path = self.cfg.paths.outbox.join(&e.outbox_name);
-            if !path.exists() {
+            if !e.staged {
                 let file = self.journal.file(e.file_id)?;
                 let reads = self.journal.event_letters(e.id)?;
                 let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
-                durable::write_atomic(&path, xml.as_bytes())
+                durable::write_staged(&path, xml.as_bytes())
                     .map_err(io_err(format!("cannot write {}", path.display())))?;
+                self.journal.set_event_written(e.id, 1)?;
                 info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
             }
-            self.journal.set_event_written(e.id)?;
+            durable::publish(&path)
+                .map_err(io_err(format!("cannot publish {}", path.display())))?;
+            self.journal.set_event_written(e.id, 2)?;
         }
         Ok(())
     }
