@@ -75,6 +75,14 @@ pub struct Sender {
     /// When true, dpv-batch assigns SequenceNo itself, gapless per SystemUserCode.
     #[serde(default)]
     pub sequence_numbers: bool,
+    /// The first SequenceNo to use for a SystemUserCode dpv-batch has not
+    /// numbered before (Altinn's counter may already be further on).
+    #[serde(default = "one")]
+    pub first_sequence_no: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -155,6 +155,9 @@ pub struct PartRow {
     pub state: PartState,
     pub status: Option<String>,
     pub text: Option<String>,
+    pub system_user_code: String,
+    /// Where the SequenceNo goes in the part file, when dpv-batch numbers.
+    pub sequence_slot: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,7 +175,10 @@ pub struct NewPart {
     pub part_no: i64,
     pub remote_name: String,
     pub shipment_reference: String,
+    /// The input's own SequenceNo (when dpv-batch does not number).
     pub sequence_no: Option<i64>,
+    /// Where dpv-batch writes the SequenceNo it assigns at upload time.
+    pub sequence_slot: Option<i64>,
     pub bytes: i64,
     /// (SendersReference, Reportee) of each letter in the part.
     pub letters: Vec<(String, String)>,
@@ -219,6 +225,8 @@ CREATE TABLE IF NOT EXISTS parts (
     state TEXT NOT NULL,
     status TEXT,
     text TEXT,
+    system_user_code TEXT NOT NULL DEFAULT '',
+    sequence_slot INTEGER,
     UNIQUE (file_id, part_no)
 );
 CREATE INDEX IF NOT EXISTS parts_state ON parts(state);
@@ -251,8 +259,8 @@ const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters
                          updated_at, report_json, receipt_name, moved_to, \
                          CAST((julianday('now') - julianday(updated_at)) * 86400 AS INTEGER), \
                          receipt_staged";
-const PART_COLS: &str =
-    "id, file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state, status, text";
+const PART_COLS: &str = "id, file_id, part_no, remote_name, shipment_reference, sequence_no, \
+                         letters, bytes, state, status, text, system_user_code, sequence_slot";
 
 fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -290,6 +298,8 @@ fn part_row(r: &Row<'_>) -> rusqlite::Result<PartRow> {
         state: PartState::parse(&r.get::<_, String>(8)?)?,
         status: r.get(9)?,
         text: r.get(10)?,
+        system_user_code: r.get(11)?,
+        sequence_slot: r.get(12)?,
     })
 }
 
@@ -476,23 +486,8 @@ impl Journal {
 
     // ---- parts and sequence numbers ----------------------------------------
 
-    /// The SequenceNo the next part of `system_user_code` gets (not reserved).
-    pub fn next_sequence(&self, system_user_code: &str) -> Result<i64> {
-        let last: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT last FROM sequences WHERE system_user_code = ?1",
-                [system_user_code],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(last.unwrap_or(0) + 1)
-    }
-
-    /// Journal a file's parts (already written and fsynced), their letters,
-    /// and the SequenceNos they use, in one transaction; the file becomes
-    /// Packaged. Numbers are committed together with the parts that carry
-    /// them, so a crash can neither skip nor reuse one.
+    /// Journal a file's parts (already written and fsynced) and their
+    /// letters in one transaction; the file becomes Packaged.
     pub fn record_parts(
         &mut self,
         file_id: i64,
@@ -503,9 +498,20 @@ impl Journal {
         let mut letters_total = 0i64;
         for p in parts {
             tx.execute(
-                "INSERT INTO parts (file_id, part_no, remote_name, shipment_reference, sequence_no, letters, bytes, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'Packaged')",
-                params![file_id, p.part_no, p.remote_name, p.shipment_reference, p.sequence_no, p.letters.len() as i64, p.bytes],
+                "INSERT INTO parts (file_id, part_no, remote_name, shipment_reference, sequence_no, \
+                 letters, bytes, state, system_user_code, sequence_slot) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'Packaged', ?8, ?9)",
+                params![
+                    file_id,
+                    p.part_no,
+                    p.remote_name,
+                    p.shipment_reference,
+                    p.sequence_no,
+                    p.letters.len() as i64,
+                    p.bytes,
+                    system_user_code,
+                    p.sequence_slot
+                ],
             )?;
             let part_id = tx.last_insert_rowid();
             let mut stmt = tx.prepare_cached(
@@ -516,19 +522,81 @@ impl Journal {
             }
             letters_total += p.letters.len() as i64;
         }
-        if let Some(last) = parts.iter().filter_map(|p| p.sequence_no).max() {
-            tx.execute(
-                "INSERT INTO sequences (system_user_code, last) VALUES (?1, ?2) \
-                 ON CONFLICT(system_user_code) DO UPDATE SET last = excluded.last",
-                params![system_user_code, last],
-            )?;
-        }
         tx.execute(
             "UPDATE files SET state = 'Packaged', letters = ?2, reason = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
             params![file_id, letters_total],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    // SequenceNos. Altinn accepts a batch only if its number is exactly the
+    // previous accepted one + 1, and a refused batch does not use its number.
+    // So a number is given out when a part is about to be uploaded, only one
+    // numbered part per SystemUserCode is on its way at a time, and a
+    // refusal gives the number back. Assigning is journalled (with the part
+    // moving to Uploading) before the number is written into the file.
+
+    /// Is a numbered part of `system_user_code` on its way (no receipt yet)?
+    pub fn numbered_in_flight(&self, system_user_code: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM parts WHERE system_user_code = ?1 \
+             AND sequence_slot IS NOT NULL AND state IN ('Uploading', 'Uploaded'))",
+            [system_user_code],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Give a part the next SequenceNo of its SystemUserCode, but at least
+    /// `first` (so an operator can move the counter on to where Altinn's
+    /// is), and mark it Uploading, in one transaction.
+    pub fn assign_sequence(
+        &mut self,
+        part_id: i64,
+        system_user_code: &str,
+        first: i64,
+    ) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT last FROM sequences WHERE system_user_code = ?1",
+                [system_user_code],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let n = last.map_or(first, |l| (l + 1).max(first));
+        tx.execute(
+            "INSERT INTO sequences (system_user_code, last) VALUES (?1, ?2) \
+             ON CONFLICT(system_user_code) DO UPDATE SET last = excluded.last",
+            params![system_user_code, n],
+        )?;
+        tx.execute(
+            "UPDATE parts SET sequence_no = ?2, state = 'Uploading' WHERE id = ?1",
+            params![part_id, n],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Altinn refused the batch numbered `n`: the number is free again.
+    pub fn release_sequence(&self, system_user_code: &str, n: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sequences SET last = ?2 - 1 WHERE system_user_code = ?1 AND last = ?2",
+            params![system_user_code, n],
+        )?;
+        Ok(())
+    }
+
+    /// The last SequenceNo Altinn has accepted for `system_user_code`.
+    pub fn last_sequence(&self, system_user_code: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last FROM sequences WHERE system_user_code = ?1",
+                [system_user_code],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn parts_of(&self, file_id: i64) -> Result<Vec<PartRow>> {
@@ -737,7 +805,8 @@ mod tests {
             part_no: no,
             remote_name: format!("r-{no}-{}.xml", seq.unwrap_or(0)),
             shipment_reference: format!("S-{no}"),
-            sequence_no: seq,
+            sequence_no: None,
+            sequence_slot: seq.map(|_| 100),
             bytes: 100,
             letters: refs
                 .iter()
@@ -747,27 +816,34 @@ mod tests {
     }
 
     #[test]
-    fn sequence_numbers_advance_only_with_committed_parts() {
+    fn sequence_numbers_are_given_at_upload_one_in_flight_and_given_back_on_refusal() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-        assert_eq!(j.next_sequence("ABC").unwrap(), 1);
         let f = j.add_file("a.xml", 10).unwrap();
         j.set_staged(f, "aa", 10).unwrap();
         j.record_parts(
             f,
             "ABC",
-            &[part(1, Some(1), &["x"]), part(2, Some(2), &["y", "z"])],
+            &[part(1, Some(0), &["x"]), part(2, Some(0), &["y", "z"])],
         )
         .unwrap();
-        assert_eq!(j.next_sequence("ABC").unwrap(), 3);
-        assert_eq!(j.next_sequence("OTHER").unwrap(), 1);
         assert_eq!(j.file(f).unwrap().state, FileState::Packaged);
         assert_eq!(j.file(f).unwrap().letters, 3);
+        let parts = j.parts_of(f).unwrap();
+        assert!(!j.numbered_in_flight("ABC").unwrap());
+        assert_eq!(j.assign_sequence(parts[0].id, "ABC", 7).unwrap(), 7);
+        assert!(j.numbered_in_flight("ABC").unwrap());
+        assert!(!j.numbered_in_flight("OTHER").unwrap());
+        // Refused: the number is free again, and the next part gets it.
+        j.set_part_state(parts[0].id, PartState::Receipted).unwrap();
+        j.release_sequence("ABC", 7).unwrap();
+        assert_eq!(j.last_sequence("ABC").unwrap(), Some(6));
+        assert_eq!(j.assign_sequence(parts[1].id, "ABC", 1).unwrap(), 7);
         // Reopening keeps everything.
         drop(j);
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
-        assert_eq!(j.next_sequence("ABC").unwrap(), 3);
-        assert_eq!(j.parts_of(f).unwrap().len(), 2);
+        assert_eq!(j.last_sequence("ABC").unwrap(), Some(7));
+        assert_eq!(j.parts_of(f).unwrap()[1].sequence_no, Some(7));
     }
 
     #[test]

@@ -13,7 +13,7 @@ fn opts(bytes: u64, letters: u64, first: Option<i64>) -> PackOptions {
     PackOptions {
         max_part_bytes: bytes,
         max_part_letters: letters,
-        first_sequence: first,
+        numbered: first.is_some(),
         name_prefix: "dpv-00000001".into(),
     }
 }
@@ -54,7 +54,7 @@ fn check_parts(packed: &Packed) -> Vec<String> {
 }
 
 #[test]
-fn splits_by_letters_with_gapless_sequence_numbers() {
+fn splits_by_letters_with_sequence_number_slots() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.xml");
     gen(&input, 25, 300);
@@ -66,8 +66,17 @@ fn splits_by_letters_with_gapless_sequence_numbers() {
     .unwrap();
     let sizes: Vec<usize> = packed.parts.iter().map(|p| p.letters.len()).collect();
     assert_eq!(sizes, vec![10, 10, 5]);
-    let seqs: Vec<Option<i64>> = packed.parts.iter().map(|p| p.sequence_no).collect();
-    assert_eq!(seqs, vec![Some(41), Some(42), Some(43)]);
+    // Numbers are written into each part's slot just before upload.
+    for (i, p) in packed.parts.iter().enumerate() {
+        assert_eq!(p.sequence_no, None);
+        let slot = p.sequence_slot.expect("a SequenceNo slot");
+        dpv_batch::package::write_sequence_no(&p.path, slot, 41 + i as i64).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p.path).unwrap().len(),
+            p.bytes,
+            "the slot keeps the size"
+        );
+    }
     let shipments: Vec<&str> = packed
         .parts
         .iter()

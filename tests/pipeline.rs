@@ -582,3 +582,66 @@ fn the_same_name_dropped_again_gets_its_own_receipt() {
     let second = fs::read_to_string(ws.path("outbox/nightly.2.xml.receipt.xml")).unwrap();
     assert_eq!(outcome(&second), "Accepted");
 }
+
+#[test]
+fn a_refused_sequence_number_is_used_again_and_the_counter_can_be_moved_on() {
+    let ws = Workspace::new("rename", "");
+    // Altinn already has SequenceNo 1 from ABC-123 (another tool sent it).
+    let gen = Command::new(bin())
+        .args(["gen", "--letters", "1", "--shipment", "SEED"])
+        .output()
+        .unwrap();
+    let seed = String::from_utf8(gen.stdout).unwrap().replace(
+        "<ShipmentReference>SEED</ShipmentReference>",
+        "<ShipmentReference>SEED</ShipmentReference><SequenceNo>1</SequenceNo>",
+    );
+    fs::create_dir_all(ws.path("altinn/upload")).unwrap();
+    fs::write(ws.path("altinn/upload/seed.xml"), seed).unwrap();
+    let seeded = Command::new(bin())
+        .args(["sim", "--once", "--no-confirmations", "--root"])
+        .arg(ws.path("altinn"))
+        .output()
+        .unwrap();
+    assert!(seeded.status.success());
+    assert!(
+        fs::read_to_string(ws.path("altinn/receipts/seed.xml.receipt.xml"))
+            .unwrap()
+            .contains("OK")
+    );
+    fs::remove_file(ws.path("altinn/receipts/seed.xml.receipt.xml")).unwrap();
+
+    let _sim = ws.sim(&["--no-confirmations"]);
+    let batch = |shipment: &str| {
+        let out = Command::new(bin())
+            .args(["gen", "--letters", "2", "--shipment", shipment])
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    // We start at 1: refused (Altinn expects 2), and 1 is not used up.
+    ws.drop_file("a.xml", &batch("A"));
+    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    let a = ws.receipt("a.xml");
+    assert_eq!(outcome(&a), "Rejected", "{a}");
+    assert_eq!(tag(&a, "SequenceNo"), vec!["1"]);
+    ws.drop_file("b.xml", &batch("B"));
+    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    let b = ws.receipt("b.xml");
+    assert_eq!(outcome(&b), "Rejected", "{b}");
+    assert_eq!(
+        tag(&b, "SequenceNo"),
+        vec!["1"],
+        "the refused number was given back"
+    );
+    // The operator moves the counter on to Altinn's.
+    let config = fs::read_to_string(ws.config()).unwrap().replace(
+        "sequence_numbers = true",
+        "sequence_numbers = true\nfirst_sequence_no = 2",
+    );
+    fs::write(ws.config(), config).unwrap();
+    ws.drop_file("c.xml", &batch("C"));
+    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    let c = ws.receipt("c.xml");
+    assert_eq!(outcome(&c), "Accepted", "{c}");
+    assert_eq!(tag(&c, "SequenceNo"), vec!["2"]);
+}

@@ -35,8 +35,9 @@ use crate::xml::{self, Events, Pos, Tag, BATCH_NS};
 pub struct PackOptions {
     pub max_part_bytes: u64,
     pub max_part_letters: u64,
-    /// Some(first SequenceNo) when dpv-batch assigns them.
-    pub first_sequence: Option<i64>,
+    /// dpv-batch assigns SequenceNos: each part gets a fixed-size slot for
+    /// it in its header, filled just before upload (see [`write_sequence_no`]).
+    pub numbered: bool,
     /// Prefix of the parts' remote names; part N is `PREFIX-NNNNN.xml` (names
     /// sort in upload order, which Altinn's side may rely on).
     pub name_prefix: String,
@@ -49,7 +50,10 @@ pub struct Part {
     pub path: PathBuf,
     pub remote_name: String,
     pub shipment_reference: String,
+    /// The input's own SequenceNo, kept when dpv-batch does not number.
     pub sequence_no: Option<i64>,
+    /// Where the SequenceNo slot is, when dpv-batch numbers.
+    pub sequence_slot: Option<u64>,
     pub bytes: u64,
     /// (SendersReference, Reportee) of each letter.
     pub letters: Vec<(String, String)>,
@@ -121,6 +125,33 @@ pub fn package(input: &Path, out_dir: &Path, opts: &PackOptions) -> Result<Packe
 }
 
 const FOOTER: &[u8] = b"</Correspondences>\n";
+
+/// Bytes reserved in a part's header for its SequenceNo.
+const SLOT: usize = 64;
+
+/// The SequenceNo slot: `<SequenceNo>N</SequenceNo>` and a comment that pads
+/// it to exactly [`SLOT`] bytes, so the number can be written in place
+/// later without moving anything else in the file. `None` is a placeholder
+/// (a comment only: such a part is never uploaded).
+fn sequence_slot_bytes(n: Option<i64>) -> [u8; SLOT] {
+    let element = match n {
+        Some(n) => format!("  <SequenceNo>{n}</SequenceNo>"),
+        None => String::from("  "),
+    };
+    let pad = SLOT - element.len() - "<!---->\n".len();
+    let text = format!("{element}<!--{}-->\n", " ".repeat(pad));
+    let mut out = [b' '; SLOT];
+    out.copy_from_slice(&text.as_bytes()[..SLOT]);
+    out
+}
+
+/// Fill a part's SequenceNo slot with `n` (in place, fsynced).
+pub fn write_sequence_no(path: &Path, slot: u64, n: i64) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(slot))?;
+    f.write_all(&sequence_slot_bytes(Some(n)))?;
+    f.sync_all()
+}
 
 fn zip_err(e: zip::result::ZipError) -> PackError {
     PackError::Input(format!("the export package cannot be read: {e}"))
@@ -230,7 +261,7 @@ impl<'a> PartWriter<'a> {
 
     /// Start part number `no` with the header.
     fn open_part(&mut self, no: i64) -> Result<(), PackError> {
-        if no > 1 && self.opts.first_sequence.is_none() && self.input_sequence.is_some() {
+        if no > 1 && !self.opts.numbered && self.input_sequence.is_some() {
             return Err(PackError::Input(
                 "the batch is too large for one part but carries its own SequenceNo; split it in \
                  the fagsystem, or set sender.sequence_numbers = true so dpv-batch numbers the parts"
@@ -250,7 +281,6 @@ impl<'a> PartWriter<'a> {
         } else {
             format!("{}-{no}", self.shipment_reference)
         };
-        let sequence_no = self.opts.first_sequence.map(|first| first + no - 1);
         let mut header = String::new();
         header.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         header.push_str("<Correspondences xmlns=\"");
@@ -258,10 +288,14 @@ impl<'a> PartWriter<'a> {
         header.push_str("\">\n");
         push_element(&mut header, "SystemUserCode", &self.system_user_code);
         push_element(&mut header, "ShipmentReference", &shipment_reference);
-        match (sequence_no, &self.input_sequence) {
-            (Some(n), _) => push_element(&mut header, "SequenceNo", &n.to_string()),
-            (None, Some(s)) => push_element(&mut header, "SequenceNo", s),
-            (None, None) => {}
+        let mut sequence_no = None;
+        let mut sequence_slot = None;
+        if self.opts.numbered {
+            sequence_slot = Some(header.len() as u64);
+            header.push_str(&String::from_utf8_lossy(&sequence_slot_bytes(None)));
+        } else if let Some(s) = &self.input_sequence {
+            sequence_no = s.trim().parse().ok();
+            push_element(&mut header, "SequenceNo", s);
         }
         self.current = Some(Open {
             part: Part {
@@ -270,6 +304,7 @@ impl<'a> PartWriter<'a> {
                 remote_name,
                 shipment_reference,
                 sequence_no,
+                sequence_slot,
                 bytes: 0,
                 letters: Vec::new(),
             },

@@ -155,6 +155,8 @@ pub struct Pipeline {
     backoff: Backoff,
     /// The last transport error, for `status`.
     pub transport_error: Option<String>,
+    /// Receipts came in this tick (a numbered part may go next).
+    receipts_seen: bool,
     _lock: File,
 }
 
@@ -193,6 +195,7 @@ impl Pipeline {
                 delay: Duration::ZERO,
             },
             transport_error: None,
+            receipts_seen: false,
             _lock: lock,
         })
     }
@@ -256,7 +259,8 @@ impl Pipeline {
         self.write_events()?;
         self.write_metrics();
         tick.open = self.journal.open_files()?;
-        tick.busy = tick.taken == PER_TICK || staged_left;
+        tick.busy =
+            tick.taken == PER_TICK || staged_left || std::mem::take(&mut self.receipts_seen);
         Ok(tick)
     }
 
@@ -466,20 +470,12 @@ impl Pipeline {
             )?;
             return Ok(());
         }
-        // SequenceNo counters are per SystemUserCode, the file's own.
-        let code = report
-            .system_user_code
-            .clone()
-            .unwrap_or_else(|| self.cfg.sender.system_user_code.clone());
-        let numbering = self.cfg.sender.sequence_numbers;
+        // SequenceNo counters are per SystemUserCode, the file's own (parts
+        // record it; numbers are given at upload time).
         let opts = PackOptions {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
-            first_sequence: if numbering {
-                Some(self.journal.next_sequence(&code)?)
-            } else {
-                None
-            },
+            numbered: self.cfg.sender.sequence_numbers,
             name_prefix: format!("dpv-{:08}", f.id),
         };
         let dir = self.parts_dir(f.id);
@@ -509,6 +505,7 @@ impl Pipeline {
                 remote_name: p.remote_name.clone(),
                 shipment_reference: p.shipment_reference.clone(),
                 sequence_no: p.sequence_no,
+                sequence_slot: p.sequence_slot.map(|s| s as i64),
                 bytes: p.bytes as i64,
                 letters: p.letters.clone(),
             })
@@ -521,10 +518,19 @@ impl Pipeline {
 
     // ---- submit ------------------------------------------------------------
 
+    /// Upload packaged parts, oldest file first, each file's parts in order.
+    /// A numbered part (dpv-batch assigns SequenceNos) waits until no other
+    /// numbered part of its SystemUserCode is waiting for Altinn's answer;
+    /// files of other SystemUserCodes go on meanwhile.
     fn submit(&mut self) -> std::result::Result<(), StageError> {
-        for f in self.journal.files_in(FileState::Packaged)? {
+        let first = self.cfg.sender.first_sequence_no;
+        let mut waiting_codes: Vec<String> = Vec::new();
+        'files: for f in self.journal.files_in(FileState::Packaged)? {
             let dir = self.parts_dir(f.id);
             for part in self.journal.parts_of(f.id)? {
+                if waiting_codes.contains(&part.system_user_code) {
+                    continue 'files;
+                }
                 let path = dir.join(&part.remote_name);
                 match part.state {
                     PartState::Uploaded | PartState::Receipted => continue,
@@ -538,22 +544,73 @@ impl Pipeline {
                         {
                             self.journal.set_part_state(part.id, PartState::Uploaded)?;
                             info!(file = %f.name, part = %part.remote_name, "upload found delivered after restart");
+                            if part.sequence_slot.is_some() {
+                                waiting_codes.push(part.system_user_code.clone());
+                                continue 'files;
+                            }
                             continue;
                         }
+                        if let (Some(slot), Some(n)) = (part.sequence_slot, part.sequence_no) {
+                            package::write_sequence_no(&path, slot as u64, n)
+                                .map_err(|e| {
+                                    PipelineError::Io(
+                                        format!("cannot number {}", part.remote_name),
+                                        e,
+                                    )
+                                })
+                                .map_err(|e| self.note_local(&f, e))?;
+                        }
                     }
-                    PartState::Packaged => {
-                        self.journal.set_part_state(part.id, PartState::Uploading)?
-                    }
+                    PartState::Packaged => match part.sequence_slot {
+                        Some(slot) => {
+                            if self.journal.numbered_in_flight(&part.system_user_code)? {
+                                waiting_codes.push(part.system_user_code.clone());
+                                continue 'files;
+                            }
+                            let n = self.journal.assign_sequence(
+                                part.id,
+                                &part.system_user_code,
+                                first,
+                            )?;
+                            package::write_sequence_no(&path, slot as u64, n)
+                                .map_err(|e| {
+                                    PipelineError::Io(
+                                        format!("cannot number {}", part.remote_name),
+                                        e,
+                                    )
+                                })
+                                .map_err(|e| self.note_local(&f, e))?;
+                        }
+                        None => self.journal.set_part_state(part.id, PartState::Uploading)?,
+                    },
                 }
                 self.transport
                     .upload(&path, &part.remote_name)
                     .map_err(|e| self.note(&f, e))?;
                 self.journal.set_part_state(part.id, PartState::Uploaded)?;
                 info!(file = %f.name, part = %part.remote_name, bytes = part.bytes, "uploaded");
+                if part.sequence_slot.is_some() {
+                    // Its answer decides the next number: wait for it.
+                    waiting_codes.push(part.system_user_code.clone());
+                    continue 'files;
+                }
             }
             self.journal.set_submitted(f.id)?;
         }
         Ok(())
+    }
+
+    /// A local problem while submitting (cannot write the number into a
+    /// part): reported like a transport problem, retried later.
+    fn note_local(&self, f: &FileRow, e: PipelineError) -> StageError {
+        let message = e.to_string();
+        let _ = self
+            .journal
+            .set_reason(f.id, &format!("waiting to upload: {message}"));
+        StageError::Transport(TransportError {
+            kind: transport::ErrorKind::Transient,
+            message,
+        })
     }
 
     /// Record a transport error on the file it concerns, for `status`.
@@ -567,7 +624,9 @@ impl Pipeline {
     // ---- receipts and confirmations ----------------------------------------
 
     fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
-        for name in self.transport.list(Inbound::Receipts)? {
+        let names = self.transport.list(Inbound::Receipts)?;
+        self.receipts_seen = !names.is_empty();
+        for name in names {
             let local = self.inbound.join(&name);
             self.transport.fetch(Inbound::Receipts, &name, &local)?;
             let parsed = File::open(&local)
@@ -596,6 +655,18 @@ impl Pipeline {
                             &r.text,
                             &letters,
                         )?;
+                        // A refused batch does not use its SequenceNo.
+                        let refused = matches!(
+                            r.status,
+                            altinn::ReceiptStatus::ValidationFailed
+                                | altinn::ReceiptStatus::Rejected
+                        );
+                        if let (true, Some(_), Some(n)) =
+                            (refused, part.sequence_slot, part.sequence_no)
+                        {
+                            self.journal.release_sequence(&part.system_user_code, n)?;
+                            warn!(part = %part.remote_name, sequence_no = n, "Altinn refused the batch; its SequenceNo is used again");
+                        }
                         info!(receipt = %name, part = %part.remote_name, status = r.status.as_str(), "receipt");
                         let _ = fs::remove_file(&local);
                     }
