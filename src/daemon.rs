@@ -64,6 +64,7 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         .into_iter()
         .collect();
     let mut pipeline = Some(pipeline);
+    let mut horizon: Option<i64> = None;
     loop {
         let Some(mut p) = pipeline.take() else {
             return Err(PipelineError::Io(
@@ -103,8 +104,16 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
                 .into_iter()
                 .filter(|n| at_start.contains(n))
                 .collect();
-            if tick.open == 0 && waiting.is_empty() {
-                return Ok(Ended::AllDone);
+            // Done when every file present at the start is done: once they
+            // are all taken in, that is every journalled file up to the
+            // newest id seen then (files dropped later are not waited for).
+            if waiting.is_empty() && horizon.is_none() {
+                horizon = Some(p.journal().max_file_id()?);
+            }
+            if let Some(h) = horizon {
+                if tick.open == 0 || p.journal().open_files_upto(h)? == 0 {
+                    return Ok(Ended::AllDone);
+                }
             }
             if started.elapsed() >= once.timeout {
                 let mut pending: Vec<String> = p

@@ -358,6 +358,22 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The newest file's id (0 when there is none).
+    pub fn max_file_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM files", [], |r| r.get(0))?)
+    }
+
+    /// Files with id <= `max_id` not yet done.
+    pub fn open_files_upto(&self, max_id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM files WHERE state != 'Done' AND id <= ?1",
+            [max_id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Files not yet done.
     pub fn open_files(&self) -> Result<i64> {
         Ok(self.conn.query_row(
