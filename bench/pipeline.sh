@@ -3,7 +3,8 @@
 # local transport, against the simulator, for 10,000 small letters in two
 # shapes (100 files x 100 letters, and 1,000 files x 10 letters).
 #
-#   bench/pipeline.sh
+#   bench/pipeline.sh              # SequenceNo off (the default)
+#   NUMBERED=true bench/pipeline.sh  # dpv-batch numbers: one part in flight per SystemUserCode
 #
 # Wall time runs from the moment the files appear in the inbox (one rename
 # each) until `dpv-batch run --once` exits with every receipt written.
@@ -28,7 +29,7 @@ state = "state"
 ready = "rename"
 [sender]
 system_user_code = "ABC-123"
-sequence_numbers = true
+sequence_numbers = ${NUMBERED:-false}
 [transport]
 kind = "local"
 [transport.local]
