@@ -61,6 +61,9 @@ state = "{s}/state"
 ready = "rename"
 [sender]
 system_user_code = "ABC-123"
+# Numbering makes packaging rewrite the batch (a plain UTF-8 batch would
+# be passed through by a hard link and need no space at all).
+sequence_numbers = true
 [transport]
 kind = "local"
 [transport.local]

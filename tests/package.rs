@@ -180,3 +180,57 @@ fn foreign_markup_in_message_body_stays_well_formed() {
         "{out}"
     );
 }
+
+#[test]
+fn passthrough_only_for_inputs_that_need_no_rewrite() {
+    use dpv_batch::package::{passthrough, Known};
+    let dir = tempfile::tempdir().unwrap();
+    let letters = vec![("R1".to_string(), "974760673".to_string())];
+    let known = Known {
+        system_user_code: "ABC-123",
+        shipment_reference: "S",
+        sequence_no: Some("1187"),
+        letters: &letters,
+    };
+    let utf8 = root().join("samples/valid/letters-bokmal.xml");
+    let out = dir.path().join("a");
+    let p = passthrough(&utf8, &out, &opts(1 << 30, 1000, None), &known)
+        .unwrap()
+        .expect("passed through");
+    assert_eq!(
+        std::fs::read(&p.parts[0].path).unwrap(),
+        std::fs::read(&utf8).unwrap()
+    );
+    assert_eq!(
+        p.parts[0].sequence_no,
+        Some(1187),
+        "the input's own SequenceNo is recorded"
+    );
+    for (sample, why) in [
+        ("valid/latin1.xml", "ISO-8859-1 is re-encoded"),
+        ("valid/utf16le.xml", "UTF-16 is re-encoded"),
+        ("valid/export-package.zip", "attachments are inlined"),
+    ] {
+        let r = passthrough(
+            &root().join("samples").join(sample),
+            &dir.path().join("b"),
+            &opts(1 << 30, 1000, None),
+            &known,
+        );
+        assert!(r.unwrap().is_none(), "{why}");
+    }
+    let numbered = passthrough(
+        &utf8,
+        &dir.path().join("c"),
+        &opts(1 << 30, 1000, Some(1)),
+        &known,
+    );
+    assert!(numbered.unwrap().is_none(), "numbering needs the slot");
+    let too_big = passthrough(
+        &utf8,
+        &dir.path().join("d"),
+        &opts(1000, 1000, None),
+        &known,
+    );
+    assert!(too_big.unwrap().is_none(), "splitting needs a rewrite");
+}

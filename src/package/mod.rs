@@ -153,6 +153,99 @@ pub fn write_sequence_no(path: &Path, slot: u64, n: i64) -> io::Result<()> {
     f.sync_all()
 }
 
+/// What validation learnt about a batch, which lets packaging skip the
+/// rewrite (see [`passthrough`]).
+pub struct Known<'a> {
+    pub system_user_code: &'a str,
+    pub shipment_reference: &'a str,
+    pub sequence_no: Option<&'a str>,
+    pub letters: &'a [(String, String)],
+}
+
+/// A validated input that is already what Altinn should get (UTF-8, not an
+/// export package, within the part limits, no SequenceNo to assign) needs
+/// no rewrite: its part is the input itself, hard-linked, so a large batch
+/// costs no second pass and no copy. `None` when the input needs packaging.
+pub fn passthrough(
+    input: &Path,
+    out_dir: &Path,
+    opts: &PackOptions,
+    known: &Known<'_>,
+) -> Result<Option<Packed>, PackError> {
+    let mut file = File::open(input)?;
+    let size = file.metadata()?.len();
+    if opts.numbered
+        || size > opts.max_part_bytes
+        || known.letters.len() as u64 > opts.max_part_letters
+        || is_zip(&mut file)?
+        || !is_utf8_document(&mut file)?
+    {
+        return Ok(None);
+    }
+    fs::create_dir_all(out_dir)?;
+    let remote_name = format!("{}-{:05}.xml", opts.name_prefix, 1);
+    let path = out_dir.join(&remote_name);
+    let _ = fs::remove_file(&path);
+    fs::hard_link(input, &path)?;
+    crate::durable::sync_dir(out_dir)?;
+    Ok(Some(Packed {
+        system_user_code: known.system_user_code.to_string(),
+        parts: vec![Part {
+            part_no: 1,
+            path,
+            remote_name,
+            shipment_reference: known.shipment_reference.to_string(),
+            sequence_no: known.sequence_no.and_then(|s| s.trim().parse().ok()),
+            sequence_slot: None,
+            bytes: size,
+            letters: known.letters.to_vec(),
+        }],
+    }))
+}
+
+/// UTF-8 by its BOM, or by an XML declaration that names UTF-8 or no
+/// encoding at all (XML's default). Rewinds the file.
+fn is_utf8_document(file: &mut File) -> io::Result<bool> {
+    let mut head = [0u8; 256];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = &head[..n];
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        head = &head[3..];
+    } else if head.starts_with(b"\xFF\xFE")
+        || head.starts_with(b"\xFE\xFF")
+        || head.first() == Some(&0)
+        || head.get(1) == Some(&0)
+    {
+        return Ok(false);
+    }
+    if !head.starts_with(b"<?xml") {
+        return Ok(true);
+    }
+    let decl_end = head
+        .windows(2)
+        .position(|w| w == b"?>")
+        .unwrap_or(head.len());
+    let decl = String::from_utf8_lossy(&head[..decl_end]).to_ascii_lowercase();
+    Ok(match decl.find("encoding") {
+        None => true,
+        Some(i) => {
+            let rest = decl[i + "encoding".len()..]
+                .trim_start()
+                .trim_start_matches('=')
+                .trim_start();
+            let value = rest.trim_start_matches(['"', '\'']);
+            value.starts_with("utf-8") || value.starts_with("utf8")
+        }
+    })
+}
+
 fn zip_err(e: zip::result::ZipError) -> PackError {
     PackError::Input(format!("the export package cannot be read: {e}"))
 }
@@ -620,12 +713,18 @@ impl Events for PartWriter<'_> {
                 if self.capture.is_some() {
                     self.capture_text.push_str(&String::from_utf8_lossy(text));
                 }
-                if !text.iter().all(u8::is_ascii_whitespace) {
+                if !self.data_has_text && !text.iter().all(u8::is_ascii_whitespace) {
                     self.data_has_text = true;
                 }
-                let mut escaped = Vec::with_capacity(text.len() + 16);
-                escape_text(&mut escaped, text);
-                self.attempt(|w| Ok(w.write(&escaped)?));
+                // Most text (all of an attachment's base64) needs no escaping:
+                // write it as it is.
+                if text.iter().any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
+                    let mut escaped = Vec::with_capacity(text.len() + 16);
+                    escape_text(&mut escaped, text);
+                    self.attempt(|w| Ok(w.write(&escaped)?));
+                } else {
+                    self.attempt(|w| Ok(w.write(text)?));
+                }
             }
             Where::Prolog => {}
         }

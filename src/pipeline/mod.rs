@@ -479,24 +479,34 @@ impl Pipeline {
             name_prefix: format!("dpv-{:08}", f.id),
         };
         let dir = self.parts_dir(f.id);
-        let packed = match package::package(&staged, &dir, &opts) {
-            Ok(p) => p,
-            Err(PackError::Input(m)) => {
-                self.journal.set_outcome(
-                    f.id,
-                    Outcome::Rejected,
-                    &m,
-                    None,
-                    report.letters as i64,
-                )?;
-                return Ok(());
-            }
-            Err(PackError::Io(e)) => {
-                // Free what the attempt wrote (a full disk is the usual cause).
-                let _ = fs::remove_dir_all(&dir);
-                return Err(PipelineError::Io(format!("cannot package {}", f.name), e));
-            }
+        let known = package::Known {
+            system_user_code: report.system_user_code.as_deref().unwrap_or_default(),
+            shipment_reference: report.shipment_reference.as_deref().unwrap_or_default(),
+            sequence_no: report.sequence_no.as_deref(),
+            letters: &report.letter_refs,
         };
+        let packed =
+            match package::passthrough(&staged, &dir, &opts, &known).and_then(|p| match p {
+                Some(p) => Ok(p),
+                None => package::package(&staged, &dir, &opts),
+            }) {
+                Ok(p) => p,
+                Err(PackError::Input(m)) => {
+                    self.journal.set_outcome(
+                        f.id,
+                        Outcome::Rejected,
+                        &m,
+                        None,
+                        report.letters as i64,
+                    )?;
+                    return Ok(());
+                }
+                Err(PackError::Io(e)) => {
+                    // Free what the attempt wrote (a full disk is the usual cause).
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(PipelineError::Io(format!("cannot package {}", f.name), e));
+                }
+            };
         let parts: Vec<NewPart> = packed
             .parts
             .iter()

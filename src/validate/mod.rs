@@ -65,9 +65,16 @@ pub struct FileReport {
     /// Letters (`Correspondence` elements) seen.
     pub letters: u64,
     pub errors: Vec<Finding>,
-    /// The batch's SystemUserCode, when it could be read.
+    /// What the header says, when it could be read, and every letter's
+    /// (SendersReference, Reportee): what packaging needs to know.
     #[serde(skip)]
     pub system_user_code: Option<String>,
+    #[serde(skip)]
+    pub shipment_reference: Option<String>,
+    #[serde(skip)]
+    pub sequence_no: Option<String>,
+    #[serde(skip)]
+    pub letter_refs: Vec<(String, String)>,
     /// Errors found beyond `max_errors`, counted but not listed.
     #[serde(skip_serializing_if = "is_zero")]
     pub errors_not_listed: u64,
@@ -153,6 +160,9 @@ impl Validator {
         let problems = xml::parse(Some(&self.schema), input, &mut rules);
         let letters = rules.letters;
         let system_user_code = rules.system_user_code.take();
+        let shipment_reference = rules.shipment_reference.take();
+        let sequence_no = rules.sequence_no.take();
+        let letter_refs = std::mem::take(&mut rules.letter_refs);
         // A file that is not well-formed was read only up to the error; the
         // rule findings on the part before it are still true, so all are kept.
         let mut findings: Vec<Finding> = problems.into_iter().filter_map(from_xml).collect();
@@ -165,6 +175,9 @@ impl Validator {
         }));
         let mut report = self.finish(name, letters, findings);
         report.system_user_code = system_user_code;
+        report.shipment_reference = shipment_reference;
+        report.sequence_no = sequence_no;
+        report.letter_refs = letter_refs;
         report
     }
 
@@ -183,6 +196,9 @@ impl Validator {
             valid: total == 0,
             letters,
             system_user_code: None,
+            shipment_reference: None,
+            sequence_no: None,
+            letter_refs: Vec::new(),
             errors_not_listed: (total - errors.len()) as u64,
             errors,
         }

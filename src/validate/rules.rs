@@ -139,6 +139,7 @@ fn field_of(parent: Name, local: &[u8]) -> Option<Field> {
 /// One letter's fields, as far as the rules need them.
 #[derive(Default)]
 struct Letter {
+    senders_reference: String,
     service: Option<(String, Pos)>,
     edition: Option<String>,
     reportee: Option<String>,
@@ -256,6 +257,11 @@ pub struct Rules<'a> {
     pub letters: u64,
     /// The batch's SystemUserCode, for SequenceNo numbering downstream.
     pub system_user_code: Option<String>,
+    /// The batch's ShipmentReference and SequenceNo, as written.
+    pub shipment_reference: Option<String>,
+    pub sequence_no: Option<String>,
+    /// (SendersReference, Reportee) of every letter, in order.
+    pub letter_refs: Vec<(String, String)>,
 }
 
 impl<'a> Rules<'a> {
@@ -279,6 +285,9 @@ impl<'a> Rules<'a> {
             full_len: 0,
             letters: 0,
             system_user_code: None,
+            shipment_reference: None,
+            sequence_no: None,
+            letter_refs: Vec::new(),
         }
     }
 
@@ -317,6 +326,7 @@ impl<'a> Rules<'a> {
                 }
             }
             Field::ShipmentReference => {
+                self.shipment_reference = Some(value.clone());
                 if value.trim().is_empty() {
                     self.report(
                         "DPV020",
@@ -328,6 +338,7 @@ impl<'a> Rules<'a> {
                 }
             }
             Field::SequenceNo => {
+                self.sequence_no = Some(value.clone());
                 let ok = !value.is_empty()
                     && value.bytes().all(|b| b.is_ascii_digit())
                     && value.bytes().any(|b| b != b'0');
@@ -342,6 +353,7 @@ impl<'a> Rules<'a> {
             Field::ServiceCode => self.letter.service = Some((value, pos)),
             Field::ServiceEdition => self.letter.edition = Some(value),
             Field::SendersReference => {
+                self.letter.senders_reference = value.clone();
                 if value.trim().is_empty() {
                     self.report(
                         "DPV020",
@@ -466,6 +478,10 @@ impl<'a> Rules<'a> {
     fn letter_done(&mut self) {
         let letter = std::mem::take(&mut self.letter);
         self.letters += 1;
+        self.letter_refs.push((
+            letter.senders_reference.clone(),
+            letter.reportee.clone().unwrap_or_default(),
+        ));
         let Some((code, pos)) = letter.service else {
             return; // the schema reports the missing ServiceCode
         };
