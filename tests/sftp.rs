@@ -5,150 +5,24 @@
 //! them). Without them every test here FAILS with the reason; set
 //! DPV_SKIP_SFTP=1 to skip them instead (each says so on stderr).
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dpv_batch::config::SftpTransport;
 use dpv_batch::transport::sftp::Sftp;
 use dpv_batch::transport::{ErrorKind, Inbound, Transport};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sftp-server");
+mod common;
+use common::sftp::{keygen_fingerprint, Server, SCRIPT};
 
-/// A running test server; stopped (sessions killed, files removed) on drop.
-struct Server {
-    envfile: PathBuf,
-    env: HashMap<String, String>,
-}
-
-/// `None` (with a note on stderr) when DPV_SKIP_SFTP=1.
+/// A server for test `test`; `None` (with a note on stderr) when DPV_SKIP_SFTP=1.
 fn server(test: &str) -> Option<Server> {
-    if std::env::var("DPV_SKIP_SFTP").as_deref() == Ok("1") {
-        // Straight to stderr: the test harness would swallow eprintln!.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED sftp::{test}: DPV_SKIP_SFTP=1 (needs root and openssh-server)"
-        );
-        return None;
-    }
-    let out = Command::new("bash")
-        .arg(SCRIPT)
-        .arg("start")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));
-    assert!(
-        out.status.success(),
-        "the SFTP test server did not start (set DPV_SKIP_SFTP=1 to skip these tests \
-         on a machine without root or openssh-server):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let envfile = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let mut s = Server {
-        envfile,
-        env: HashMap::new(),
-    };
-    s.reload();
-    Some(s)
-}
-
-impl Server {
-    fn reload(&mut self) {
-        let text = fs::read_to_string(&self.envfile).expect("server env file");
-        self.env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    }
-
-    fn get(&self, key: &str) -> String {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing from {}", self.envfile.display()))
-            .clone()
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        PathBuf::from(self.get(key))
-    }
-
-    fn account(&self) -> PathBuf {
-        self.path("SFTP_ACCOUNT")
-    }
-
-    fn port(&self) -> u16 {
-        self.get("SFTP_PORT").parse().expect("port")
-    }
-
-    /// A config for this server: its key, its known_hosts, quick retries.
-    fn cfg(&self) -> SftpTransport {
-        let mut c = SftpTransport::new(
-            &self.get("SFTP_HOST"),
-            self.port(),
-            &self.get("SFTP_USER"),
-            self.path("SFTP_KEY"),
-        );
-        c.known_hosts = Some(self.path("SFTP_KNOWN_HOSTS"));
-        c.retry_ms = 50;
-        c.retry_max_ms = 200;
-        c.connect_timeout_ms = 5000;
-        c.io_timeout_ms = 20_000;
-        c
-    }
-
-    fn script(&mut self, cmd: &str) {
-        let out = Command::new("bash")
-            .arg(SCRIPT)
-            .arg(cmd)
-            .arg(&self.envfile)
-            .output()
-            .expect("run sftp-server");
-        assert!(
-            out.status.success(),
-            "sftp-server {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.reload();
-    }
-
-    /// A directory in the account, owned by the test user like the others.
-    fn mkdir(&self, name: &str) -> PathBuf {
-        let dir = self.account().join(name);
-        fs::create_dir(&dir).unwrap();
-        let meta = fs::metadata(self.account()).unwrap();
-        std::os::unix::fs::chown(&dir, Some(meta.uid()), Some(meta.gid())).unwrap();
-        dir
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(SCRIPT)
-            .arg("stop")
-            .arg(&self.envfile)
-            .output();
-    }
-}
-
-/// `ssh-keygen -lf PUB`'s fingerprint (an independent oracle for ours).
-fn keygen_fingerprint(pubkey: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(pubkey)
-        .output()
-        .expect("ssh-keygen");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("ssh-keygen -lf {}: {text}", pubkey.display()))
-        .to_string()
+    common::sftp::server(&format!("sftp::{test}"))
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -1,8 +1,11 @@
-//! Shared helpers for the integration tests: run the real binary, read its JSON.
+//! Shared helpers for the integration tests: run the real binary, read its JSON;
+//! `sftp` starts a throwaway sshd (scripts/sftp-server).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub mod sftp;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dpv-batch")
