@@ -757,7 +757,7 @@ fn sshd_killed_during_a_large_upload_through_the_pipeline() {
     // transient error) and keeps running; only then is sshd started again.
     assert!(
         wait_for(Duration::from_secs(60), || log()
-            .contains("transport trouble; will retry")),
+            .contains("will retry the transport")),
         "the daemon did not report the dead server:\n{}",
         log()
     );

@@ -663,6 +663,26 @@ impl Sftp {
     }
 
     /// Size of a remote file, `None` when it does not exist.
+    /// The final name is there with the right size, or Altinn's receipt
+    /// for it is (in the receipt folder or the processed one).
+    fn delivered_now(s: &Settings, c: &Conn, remote_name: &str, size: u64) -> Result<bool> {
+        let dest = s.remote(&s.cfg.upload_dir, remote_name);
+        if let Some(n) = Self::size_of(s, c, &dest)? {
+            return Ok(n == size);
+        }
+        let receipt = receipt_name(remote_name);
+        let mut dirs = vec![s.cfg.receipt_dir.as_str()];
+        if let Some(p) = &s.cfg.processed_receipt_dir {
+            dirs.push(p);
+        }
+        for dir in dirs {
+            if Self::size_of(s, c, &s.remote(dir, &receipt))?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn size_of(s: &Settings, c: &Conn, path: &Path) -> Result<Option<u64>> {
         match c.sftp.stat(path) {
             Ok(st) => Ok(Some(st.size.unwrap_or(0))),
@@ -687,10 +707,10 @@ impl Transport for Sftp {
             .len();
         let mut retry = false;
         self.run("upload", |s, c| {
-            // A try whose answer was lost may have delivered it already.
-            if retry
-                && Self::size_of(s, c, &s.remote(&s.cfg.upload_dir, remote_name))? == Some(size)
-            {
+            // A try whose answer was lost may have delivered it already, and
+            // Altinn may even have taken it and answered: look as
+            // `delivered` does before sending it again.
+            if retry && Self::delivered_now(s, c, remote_name, size)? {
                 return Ok(());
             }
             retry = true;
@@ -701,21 +721,7 @@ impl Transport for Sftp {
     fn delivered(&mut self, remote_name: &str, size: u64) -> Result<bool> {
         check_name(remote_name)?;
         self.run("check delivery", |s, c| {
-            let dest = s.remote(&s.cfg.upload_dir, remote_name);
-            if let Some(n) = Self::size_of(s, c, &dest)? {
-                return Ok(n == size);
-            }
-            let receipt = receipt_name(remote_name);
-            let mut dirs = vec![s.cfg.receipt_dir.as_str()];
-            if let Some(p) = &s.cfg.processed_receipt_dir {
-                dirs.push(p);
-            }
-            for dir in dirs {
-                if Self::size_of(s, c, &s.remote(dir, &receipt))?.is_some() {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+            Self::delivered_now(s, c, remote_name, size)
         })
     }
 
