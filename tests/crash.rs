@@ -21,10 +21,28 @@ use std::time::Duration;
 const FILES: usize = 240;
 const LETTERS: u64 = 3;
 
+/// dpv-batch numbers the batches: each file is rewritten into parts of 2
+/// letters, and each part waits for the answer to the one before.
 #[test]
-fn kill_9_at_many_moments_loses_and_doubles_nothing() {
+fn kill_9_at_many_moments_numbered_parts() {
+    kill_9_at_many_moments(true);
+}
+
+/// Batches go as they are: each is sent while it is validated and made
+/// visible after.
+#[test]
+fn kill_9_at_many_moments_passed_through() {
+    kill_9_at_many_moments(false);
+}
+
+fn kill_9_at_many_moments(numbered: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
+    let packaging = if numbered {
+        "sequence_numbers = true\n[package]\nmax_part_letters = 2"
+    } else {
+        "sequence_numbers = false"
+    };
     fs::write(
         d.join("dpv.toml"),
         r#"
@@ -38,16 +56,15 @@ state = "state"
 ready = "rename"
 [sender]
 system_user_code = "ABC-123"
-sequence_numbers = true
-[package]
-max_part_letters = 2
+PACKAGING
 [transport]
 kind = "local"
 [transport.local]
 root = "altinn"
 [run]
 poll_ms = 20
-"#,
+"#
+        .replace("PACKAGING", packaging),
     )
     .expect("config");
     fs::create_dir_all(d.join("inbox")).expect("inbox");
@@ -165,13 +182,13 @@ poll_ms = 20
             let r = part.split('<').next().unwrap_or("").to_string();
             *refs.entry(r).or_insert(0) += 1;
         }
-        let seq = text
+        let seq: Option<i64> = text
             .split("<SequenceNo>")
             .nth(1)
             .and_then(|s| s.split('<').next())
-            .and_then(|s| s.parse().ok())
-            .expect("SequenceNo");
-        seqs.push(seq);
+            .and_then(|s| s.parse().ok());
+        assert_eq!(seq.is_some(), numbered, "{name}");
+        seqs.extend(seq);
     }
     assert_eq!(refs.len(), FILES * LETTERS as usize, "letters missing");
     let doubled: Vec<_> = refs.iter().filter(|(_, &n)| n != 1).collect();

@@ -172,18 +172,12 @@ pub fn passthrough(
     opts: &PackOptions,
     known: &Known<'_>,
 ) -> Result<Option<Packed>, PackError> {
-    let mut file = File::open(input)?;
-    let size = file.metadata()?.len();
-    if opts.numbered
-        || size > opts.max_part_bytes
-        || known.letters.len() as u64 > opts.max_part_letters
-        || is_zip(&mut file)?
-        || !is_utf8_document(&mut file)?
-    {
+    if known.letters.len() as u64 > opts.max_part_letters || !passthrough_candidate(input, opts)? {
         return Ok(None);
     }
+    let size = fs::metadata(input)?.len();
     fs::create_dir_all(out_dir)?;
-    let remote_name = format!("{}-{:05}.xml", opts.name_prefix, 1);
+    let remote_name = part_name(opts, 1);
     let path = out_dir.join(&remote_name);
     let _ = fs::remove_file(&path);
     fs::hard_link(input, &path)?;
@@ -201,6 +195,21 @@ pub fn passthrough(
             letters: known.letters.to_vec(),
         }],
     }))
+}
+
+/// Could `input` pass through as it is (before knowing its letters)?
+pub fn passthrough_candidate(input: &Path, opts: &PackOptions) -> io::Result<bool> {
+    let mut file = File::open(input)?;
+    let size = file.metadata()?.len();
+    Ok(!opts.numbered
+        && size <= opts.max_part_bytes
+        && !is_zip(&mut file)?
+        && is_utf8_document(&mut file)?)
+}
+
+/// The remote name of part `no`.
+pub fn part_name(opts: &PackOptions, no: i64) -> String {
+    format!("{}-{no:05}.xml", opts.name_prefix)
 }
 
 /// UTF-8 by its BOM, or by an XML declaration that names UTF-8 or no
@@ -361,7 +370,7 @@ impl<'a> PartWriter<'a> {
                     .into(),
             ));
         }
-        let remote_name = format!("{}-{no:05}.xml", self.opts.name_prefix);
+        let remote_name = part_name(self.opts, no);
         let path = self.out_dir.join(&remote_name);
         let file = OpenOptions::new()
             .create(true)

@@ -444,7 +444,42 @@ impl Pipeline {
                 return Ok(());
             }
         }
-        let report = validator.validate_path(&staged);
+        let opts = PackOptions {
+            max_part_bytes: self.cfg.package.max_part_bytes,
+            max_part_letters: self.cfg.package.max_part_letters,
+            numbered: self.cfg.sender.sequence_numbers,
+            name_prefix: format!("dpv-{:08}", f.id),
+        };
+        // A batch that will likely go as it is is sent to its temporary
+        // remote name while it is validated (invisible to Altinn until
+        // committed below, after validation and journalling; removed if the
+        // batch is refused). A large batch then costs max(validate, upload)
+        // instead of their sum.
+        let speculate =
+            self.backoff.ready() && package::passthrough_candidate(&staged, &opts).unwrap_or(false);
+        let remote_name = package::part_name(&opts, 1);
+        let (report, staged_remote) = if speculate {
+            let transport = &mut self.transport;
+            let (staged_ref, remote_ref) = (&staged, &remote_name);
+            std::thread::scope(|scope| {
+                let upload = scope.spawn(move || transport.stage(staged_ref, remote_ref));
+                let report = validator.validate_path(staged_ref);
+                let uploaded = match upload.join() {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        warn!(file = %f.name, error = %e, "sending while validating failed; will send after");
+                        false
+                    }
+                    Err(_) => false,
+                };
+                (report, uploaded)
+            })
+        } else {
+            (validator.validate_path(&staged), false)
+        };
+        if !report.valid && staged_remote {
+            let _ = self.transport.discard(&remote_name);
+        }
         if !report.valid {
             let first = report.errors.first();
             let total = report.errors.len() as u64 + report.errors_not_listed;
@@ -470,14 +505,6 @@ impl Pipeline {
             )?;
             return Ok(());
         }
-        // SequenceNo counters are per SystemUserCode, the file's own (parts
-        // record it; numbers are given at upload time).
-        let opts = PackOptions {
-            max_part_bytes: self.cfg.package.max_part_bytes,
-            max_part_letters: self.cfg.package.max_part_letters,
-            numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: format!("dpv-{:08}", f.id),
-        };
         let dir = self.parts_dir(f.id);
         let known = package::Known {
             system_user_code: report.system_user_code.as_deref().unwrap_or_default(),
@@ -523,6 +550,27 @@ impl Pipeline {
         self.journal
             .record_parts(f.id, &packed.system_user_code, &parts)?;
         info!(file = %f.name, id = f.id, parts = parts.len(), letters = report.letters, "packaged");
+        if staged_remote {
+            let passed_through = parts.len() == 1
+                && parts[0].remote_name == remote_name
+                && parts[0].sequence_slot.is_none()
+                && parts[0].bytes as u64 == fs::metadata(&staged).map(|m| m.len()).unwrap_or(0);
+            if passed_through {
+                // Journal first (Uploading), then make it visible: after a
+                // crash, `submit` settles it by looking at the remote side.
+                let part = &self.journal.parts_of(f.id)?[0];
+                self.journal.set_part_state(part.id, PartState::Uploading)?;
+                match self.transport.commit(&remote_name, part.bytes as u64) {
+                    Ok(()) => {
+                        self.journal.set_part_state(part.id, PartState::Uploaded)?;
+                        info!(file = %f.name, part = %remote_name, bytes = part.bytes, "uploaded");
+                    }
+                    Err(e) => warn!(file = %f.name, error = %e, "commit failed; will send again"),
+                }
+            } else {
+                let _ = self.transport.discard(&remote_name);
+            }
+        }
         Ok(())
     }
 

@@ -37,6 +37,12 @@ impl Local {
         })
     }
 
+    fn temp(&self, remote_name: &str) -> PathBuf {
+        self.root
+            .join("upload")
+            .join(format!(".{remote_name}.part"))
+    }
+
     fn folder(&self, folder: Inbound) -> PathBuf {
         match folder {
             Inbound::Receipts => self.root.join("receipts"),
@@ -51,16 +57,44 @@ impl Transport for Local {
     }
 
     fn upload(&mut self, local: &Path, remote_name: &str) -> Result<()> {
-        let dest = self.root.join("upload").join(remote_name);
-        let tmp = self
-            .root
-            .join("upload")
-            .join(format!(".{remote_name}.part"));
+        self.stage(local, remote_name)?;
+        let size = fs::metadata(local)
+            .map_err(|e| err("cannot look at", local, e))?
+            .len();
+        self.commit(remote_name, size)
+    }
+
+    fn stage(&mut self, local: &Path, remote_name: &str) -> Result<()> {
+        let tmp = self.temp(remote_name);
         fs::copy(local, &tmp).map_err(|e| err("cannot upload to", &tmp, e))?;
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| err("cannot sync", &tmp, e))?;
+            .map_err(|e| err("cannot sync", &tmp, e))
+    }
+
+    fn commit(&mut self, remote_name: &str, size: u64) -> Result<()> {
+        if self.delivered(remote_name, size)? {
+            return Ok(());
+        }
+        let tmp = self.temp(remote_name);
+        let staged = fs::metadata(&tmp).map(|m| m.len()).ok();
+        if staged != Some(size) {
+            return Err(TransportError {
+                kind: ErrorKind::Transient,
+                message: format!("{} is not complete; it will be sent again", tmp.display()),
+            });
+        }
+        let dest = self.root.join("upload").join(remote_name);
         durable::rename(&tmp, &dest).map_err(|e| err("cannot rename to", &dest, e))
+    }
+
+    fn discard(&mut self, remote_name: &str) -> Result<()> {
+        let tmp = self.temp(remote_name);
+        match fs::remove_file(&tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err("cannot remove", &tmp, e)),
+        }
     }
 
     fn delivered(&mut self, remote_name: &str, size: u64) -> Result<bool> {

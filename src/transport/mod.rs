@@ -57,6 +57,19 @@ pub trait Transport: Send {
     /// Upload `local` as `remote_name` (temporary name, then rename).
     fn upload(&mut self, local: &Path, remote_name: &str) -> Result<()>;
 
+    /// The first half of `upload`: write `local` under `remote_name`'s
+    /// temporary name only, invisible to Altinn. Lets a batch be sent while
+    /// it is still being validated; [`Transport::commit`] or
+    /// [`Transport::discard`] follows.
+    fn stage(&mut self, local: &Path, remote_name: &str) -> Result<()>;
+
+    /// The second half: rename a complete staged upload of `size` bytes to
+    /// its final name (nothing to do if that already happened).
+    fn commit(&mut self, remote_name: &str, size: u64) -> Result<()>;
+
+    /// Remove a staged upload that will not be committed.
+    fn discard(&mut self, remote_name: &str) -> Result<()>;
+
     /// Has `remote_name` (of `size` bytes) reached the other side? True when
     /// it is there under its final name with that size, or Altinn has
     /// already answered for it.

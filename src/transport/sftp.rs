@@ -573,9 +573,18 @@ fn stream_upload(
 
 impl Sftp {
     fn upload_once(s: &Settings, c: &mut Conn, local_path: &Path, name: &str) -> Result<()> {
+        let size = Self::stage_once(s, c, local_path, name)?;
         let dir = &s.cfg.upload_dir;
         let tmp = s.remote(dir, &format!(".{name}.part"));
         let dest = s.remote(dir, name);
+        Self::rename_into_place(s, c, &tmp, &dest, size)
+    }
+
+    /// Write the file under its temporary name, synced and size-checked;
+    /// returns its size.
+    fn stage_once(s: &Settings, c: &mut Conn, local_path: &Path, name: &str) -> Result<u64> {
+        let dir = &s.cfg.upload_dir;
+        let tmp = s.remote(dir, &format!(".{name}.part"));
         let mut local =
             File::open(local_path).map_err(|e| local_err("cannot open", local_path, e))?;
         let size = local
@@ -618,7 +627,7 @@ impl Sftp {
                 stat.size.map_or("an unknown number of".into(), |n| n.to_string())
             )));
         }
-        Self::rename_into_place(s, c, &tmp, &dest, size)
+        Ok(size)
     }
 
     /// Rename the complete `tmp` to `dest`, handling an existing `dest`
@@ -662,7 +671,6 @@ impl Sftp {
         }
     }
 
-    /// Size of a remote file, `None` when it does not exist.
     /// The final name is there with the right size, or Altinn's receipt
     /// for it is (in the receipt folder or the processed one).
     fn delivered_now(s: &Settings, c: &Conn, remote_name: &str, size: u64) -> Result<bool> {
@@ -683,6 +691,7 @@ impl Sftp {
         Ok(false)
     }
 
+    /// Size of a remote file, `None` when it does not exist.
     fn size_of(s: &Settings, c: &Conn, path: &Path) -> Result<Option<u64>> {
         match c.sftp.stat(path) {
             Ok(st) => Ok(Some(st.size.unwrap_or(0))),
@@ -722,6 +731,44 @@ impl Transport for Sftp {
         check_name(remote_name)?;
         self.run("check delivery", |s, c| {
             Self::delivered_now(s, c, remote_name, size)
+        })
+    }
+
+    fn stage(&mut self, local: &Path, remote_name: &str) -> Result<()> {
+        check_name(remote_name)?;
+        self.run("upload", |s, c| {
+            Self::stage_once(s, c, local, remote_name).map(|_| ())
+        })
+    }
+
+    fn commit(&mut self, remote_name: &str, size: u64) -> Result<()> {
+        check_name(remote_name)?;
+        self.run("commit", |s, c| {
+            if Self::delivered_now(s, c, remote_name, size)? {
+                return Ok(());
+            }
+            let dir = &s.cfg.upload_dir;
+            let tmp = s.remote(dir, &format!(".{remote_name}.part"));
+            if Self::size_of(s, c, &tmp)? != Some(size) {
+                return Err(transient(format!(
+                    "sftp {}: {} is not complete; it will be sent again",
+                    s.target,
+                    tmp.display()
+                )));
+            }
+            Self::rename_into_place(s, c, &tmp, &s.remote(dir, remote_name), size)
+        })
+    }
+
+    fn discard(&mut self, remote_name: &str) -> Result<()> {
+        check_name(remote_name)?;
+        self.run("discard", |s, c| {
+            let tmp = s.remote(&s.cfg.upload_dir, &format!(".{remote_name}.part"));
+            match c.sftp.unlink(&tmp) {
+                Ok(()) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(s.remote_err("remove", &tmp, &e)),
+            }
         })
     }
 
