@@ -383,10 +383,19 @@ impl Journal {
         )?)
     }
 
-    pub fn set_staged(&self, id: i64, sha256: &str, size: u64) -> Result<()> {
+    pub fn set_staged(&self, id: i64, sha256: Option<&str>, size: u64) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET state = 'Staged', sha256 = ?2, size = ?3, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
             params![id, sha256, size as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The content hash of a staged file.
+    pub fn set_sha(&self, id: i64, sha256: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET sha256 = ?2 WHERE id = ?1",
+            params![id, sha256],
         )?;
         Ok(())
     }
@@ -836,7 +845,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         let f = j.add_file("a.xml", 10).unwrap();
-        j.set_staged(f, "aa", 10).unwrap();
+        j.set_staged(f, Some("aa"), 10).unwrap();
         j.record_parts(
             f,
             "ABC",
@@ -867,9 +876,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         let a = j.add_file("a.xml", 10).unwrap();
-        j.set_staged(a, "same", 10).unwrap();
+        j.set_staged(a, Some("same"), 10).unwrap();
         let b = j.add_file("b.xml", 10).unwrap();
-        j.set_staged(b, "same", 10).unwrap();
+        j.set_staged(b, Some("same"), 10).unwrap();
         assert!(
             j.submitted_duplicate("same", b).unwrap().is_none(),
             "a has not gone anywhere yet"

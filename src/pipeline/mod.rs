@@ -349,21 +349,12 @@ impl Pipeline {
 
     /// Hash a staged file; one that cannot be read fails (with a receipt)
     /// instead of stopping the service.
+    /// Mark a file staged once it is in staging. A file that cannot even be
+    /// opened fails (with a receipt) instead of stopping the service. The
+    /// content hash comes later, computed beside validation.
     fn hash_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
-        let hashed = File::open(staged).and_then(|mut file| {
-            let mut hasher = Sha256::new();
-            let size = io::copy(&mut file, &mut HashWriter(&mut hasher))?;
-            Ok((hasher, size))
-        });
-        match hashed {
-            Ok((hasher, size)) => {
-                let sha: String = hasher
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                self.journal.set_staged(f.id, &sha, size)?;
-            }
+        match File::open(staged).and_then(|file| file.metadata()) {
+            Ok(meta) => self.journal.set_staged(f.id, None, meta.len())?,
             Err(e) => {
                 warn!(file = %f.name, id = f.id, error = %e, "cannot read the file; failed");
                 self.journal.set_outcome(
@@ -432,18 +423,6 @@ impl Pipeline {
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
         let staged = self.staged_path(f);
-        if let Some(sha) = &f.sha256 {
-            if let Some(first) = self.journal.submitted_duplicate(sha, f.id)? {
-                let reason = format!(
-                    "duplicate: the same content was already submitted as '{}' (received {}); not sent again",
-                    first.name, first.received_at
-                );
-                info!(file = %f.name, id = f.id, first = first.id, "duplicate refused");
-                self.journal
-                    .set_outcome(f.id, Outcome::Rejected, &reason, None, 0)?;
-                return Ok(());
-            }
-        }
         let opts = PackOptions {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
@@ -458,12 +437,20 @@ impl Pipeline {
         let speculate =
             self.backoff.ready() && package::passthrough_candidate(&staged, &opts).unwrap_or(false);
         let remote_name = package::part_name(&opts, 1);
-        let (report, staged_remote) = if speculate {
+        let (report, staged_remote, hashed) = {
             let transport = &mut self.transport;
             let (staged_ref, remote_ref) = (&staged, &remote_name);
             std::thread::scope(|scope| {
-                let upload = scope.spawn(move || transport.stage(staged_ref, remote_ref));
+                let upload =
+                    speculate.then(|| scope.spawn(move || transport.stage(staged_ref, remote_ref)));
+                let hash = scope.spawn(move || hash_file(staged_ref));
                 let report = validator.validate_path(staged_ref);
+                let hashed = hash
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing panicked")));
+                let Some(upload) = upload else {
+                    return (report, false, hashed);
+                };
                 let uploaded = match upload.join() {
                     Ok(Ok(())) => true,
                     Ok(Err(e)) => {
@@ -472,11 +459,32 @@ impl Pipeline {
                     }
                     Err(_) => false,
                 };
-                (report, uploaded)
+                (report, uploaded, hashed)
             })
-        } else {
-            (validator.validate_path(&staged), false)
         };
+        let sha = match hashed {
+            Ok(sha) => sha,
+            Err(e) => {
+                if staged_remote {
+                    let _ = self.transport.discard(&remote_name);
+                }
+                return Err(PipelineError::Io(format!("cannot read {}", f.name), e));
+            }
+        };
+        self.journal.set_sha(f.id, &sha)?;
+        if let Some(first) = self.journal.submitted_duplicate(&sha, f.id)? {
+            if staged_remote {
+                let _ = self.transport.discard(&remote_name);
+            }
+            let reason = format!(
+                "duplicate: the same content was already submitted as '{}' (received {}); not sent again",
+                first.name, first.received_at
+            );
+            info!(file = %f.name, id = f.id, first = first.id, "duplicate refused");
+            self.journal
+                .set_outcome(f.id, Outcome::Rejected, &reason, None, 0)?;
+            return Ok(());
+        }
         if !report.valid && staged_remote {
             let _ = self.transport.discard(&remote_name);
         }
@@ -1036,6 +1044,18 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The sha256 of a file, as lowercase hex.
+fn hash_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut HashWriter(&mut hasher))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
