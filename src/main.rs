@@ -32,6 +32,7 @@ enum Format {
 enum Command {
     /// Check batch files (XML or export-package .zip): reading, Altinn's XSD,
     /// and the DPV rules. Exit 0: all valid; 1: some invalid; 2: usage or I/O error.
+    #[command(display_order = 5)]
     Validate {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -50,6 +51,7 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Write a synthetic, valid batch (for trying things out and benchmarks).
+    #[command(display_order = 7)]
     Gen {
         /// Number of letters.
         #[arg(long, default_value_t = 10)]
@@ -66,6 +68,7 @@ enum Command {
     },
     /// Run the pipeline: watch the inbox, validate, package, submit, collect
     /// receipts, write the outbox. SIGTERM/SIGINT stop it cleanly.
+    #[command(display_order = 2)]
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -78,6 +81,7 @@ enum Command {
         timeout: std::time::Duration,
     },
     /// Every input file with its state, age and last error.
+    #[command(display_order = 3)]
     Status {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -86,12 +90,14 @@ enum Command {
         json: bool,
     },
     /// Check a config file and explain every problem.
+    #[command(display_order = 4)]
     CheckConfig {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Try it out: a workspace with the simulator, the samples dropped in,
     /// run until every receipt is in, and a table of what happened.
+    #[command(display_order = 1)]
     Demo {
         /// Workspace folder (default: ./dpv-demo).
         #[arg(long, default_value = "dpv-demo")]
@@ -99,6 +105,7 @@ enum Command {
     },
     /// Simulate Altinn's batch side over folders (for tests and demos):
     /// answer batches in DIR/upload with receipts, then read confirmations.
+    #[command(display_order = 6)]
     Sim(SimArgs),
     /// Upload one file with the configured transport (developer tool; the
     /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
