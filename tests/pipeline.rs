@@ -111,50 +111,6 @@ impl Drop for Sim {
     }
 }
 
-fn tag<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|s| s.split(&close).next())
-        .collect()
-}
-
-fn outcome(xml: &str) -> &str {
-    tag(xml, "Outcome").first().copied().unwrap_or("")
-}
-
-/// Every file `Altinn` processed: SendersReference → count, and the
-/// SequenceNos per SystemUserCode.
-fn processed(ws: &Workspace) -> (BTreeMap<String, usize>, BTreeMap<String, Vec<i64>>) {
-    let mut refs = BTreeMap::new();
-    let mut seqs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for name in ws.names("altinn/processed") {
-        let text =
-            fs::read_to_string(ws.path("altinn/processed").join(&name)).expect("read processed");
-        // The letter's own reference: the first in each Correspondence
-        // (attachments have SendersReferences of their own).
-        for letter in text.split("<Correspondence>").skip(1) {
-            if let Some(r) = tag(letter, "SendersReference").first() {
-                *refs.entry(r.to_string()).or_insert(0) += 1;
-            }
-        }
-        let code = tag(&text, "SystemUserCode")
-            .first()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        for s in tag(&text, "SequenceNo") {
-            seqs.entry(code.clone())
-                .or_default()
-                .push(s.parse().expect("SequenceNo"));
-        }
-    }
-    for v in seqs.values_mut() {
-        v.sort();
-    }
-    (refs, seqs)
-}
-
 /// Every receipt and event file validates against our receipt schema.
 fn assert_outbox_schema_valid(ws: &Workspace) {
     let xsd = fs::read(root().join("schemas/dpv-batch-receipt.xsd")).expect("xsd");
@@ -173,10 +129,6 @@ fn assert_outbox_schema_valid(ws: &Workspace) {
             "{name} does not match dpv-batch-receipt.xsd: {problems:?}"
         );
     }
-}
-
-fn sample(rel: &str) -> Vec<u8> {
-    fs::read(root().join("samples").join(rel)).expect("sample")
 }
 
 #[test]
@@ -286,7 +238,7 @@ fn samples_end_to_end_exact_receipts_and_folders() {
     assert!(why.contains("bad-orgnr.xml:10:15: error[DPV003]"), "{why}");
 
     // Every letter of the sent files reached Altinn exactly once; numbers gapless.
-    let (refs, seqs) = processed(&ws);
+    let (refs, seqs) = processed(&ws.path("altinn"));
     assert_eq!(refs.len(), 4 + 4 + 2 + 2 + 1, "{refs:?}");
     assert!(refs.values().all(|&n| n == 1), "{refs:?}");
     // SequenceNo counts per SystemUserCode: two files share TRD-5001.
@@ -479,7 +431,7 @@ fn once_times_out_with_exit_3_when_altinn_does_not_answer() {
     let _sim = ws.sim(&["--no-confirmations"]);
     assert_eq!(ws.run_once("30s").status.code(), Some(0));
     assert_eq!(outcome(&ws.receipt("a.xml")), "Accepted");
-    let (refs, _) = processed(&ws);
+    let (refs, _) = processed(&ws.path("altinn"));
     assert!(
         refs.values().all(|&n| n == 1) && refs.len() == 4,
         "{refs:?}"
@@ -549,7 +501,7 @@ fn every_sample_end_to_end() {
     assert_eq!(ws.names("archive").len(), valid);
     assert_eq!(ws.names("failed").len(), 2 * (expected.len() - valid));
     assert!(ws.names("inbox").is_empty());
-    let (refs, _) = processed(&ws);
+    let (refs, _) = processed(&ws.path("altinn"));
     assert!(refs.values().all(|&n| n == 1), "{refs:?}");
     assert_outbox_schema_valid(&ws);
 }

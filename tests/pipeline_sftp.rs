@@ -250,54 +250,6 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn tag<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    xml.split(&open)
-        .skip(1)
-        .filter_map(|s| s.split(&close).next())
-        .collect()
-}
-
-fn outcome(xml: &str) -> &str {
-    tag(xml, "Outcome").first().copied().unwrap_or("")
-}
-
-fn sample(rel: &str) -> Vec<u8> {
-    fs::read(root().join("samples").join(rel)).expect("sample")
-}
-
-/// Every batch the simulator processed (the account's processed/):
-/// SendersReference → count, and the SequenceNos per SystemUserCode.
-fn processed(account: &Path) -> (BTreeMap<String, usize>, BTreeMap<String, Vec<i64>>) {
-    let dir = account.join("processed");
-    let mut refs = BTreeMap::new();
-    let mut seqs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for name in names(&dir) {
-        let text = fs::read_to_string(dir.join(&name)).expect("read processed");
-        // The letter's own reference: the first in each Correspondence
-        // (attachments may have SendersReferences of their own).
-        for letter in text.split("<Correspondence>").skip(1) {
-            if let Some(r) = tag(letter, "SendersReference").first() {
-                *refs.entry(r.to_string()).or_insert(0) += 1;
-            }
-        }
-        let code = tag(&text, "SystemUserCode")
-            .first()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        for s in tag(&text, "SequenceNo") {
-            seqs.entry(code.clone())
-                .or_default()
-                .push(s.parse().expect("SequenceNo"));
-        }
-    }
-    for v in seqs.values_mut() {
-        v.sort();
-    }
-    (refs, seqs)
-}
-
 /// Poll `cond` every 10 ms for at most `limit`; whether it became true.
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

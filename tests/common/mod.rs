@@ -69,3 +69,65 @@ pub fn errors(report: &serde_json::Value, layer: Option<&str>) -> Vec<(u64, Stri
         })
         .collect()
 }
+
+/// The texts of every `<name>...</name>` in `xml` (no nesting, no attributes).
+pub fn tag<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split(&close).next())
+        .collect()
+}
+
+/// The Outcome of a dpv-batch receipt.
+pub fn outcome(xml: &str) -> &str {
+    tag(xml, "Outcome").first().copied().unwrap_or("")
+}
+
+/// A file of the sample corpus, e.g. `valid/latin1.xml`.
+pub fn sample(rel: &str) -> Vec<u8> {
+    std::fs::read(root().join("samples").join(rel)).expect("sample")
+}
+
+/// Every batch the simulated Altinn at `altinn` processed (its processed/):
+/// SendersReference -> how often, and the SequenceNos per SystemUserCode.
+#[allow(clippy::type_complexity)]
+pub fn processed(
+    altinn: &Path,
+) -> (
+    std::collections::BTreeMap<String, usize>,
+    std::collections::BTreeMap<String, Vec<i64>>,
+) {
+    let dir = altinn.join("processed");
+    let mut refs = std::collections::BTreeMap::new();
+    let mut seqs: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let listed = if dir.exists() {
+        files(&dir, &[""])
+    } else {
+        Vec::new()
+    };
+    for path in listed {
+        let text = std::fs::read_to_string(&path).expect("read processed");
+        // The letter's own reference: the first in each Correspondence
+        // (attachments may have SendersReferences of their own).
+        for letter in text.split("<Correspondence>").skip(1) {
+            if let Some(r) = tag(letter, "SendersReference").first() {
+                *refs.entry(r.to_string()).or_insert(0) += 1;
+            }
+        }
+        let code = tag(&text, "SystemUserCode")
+            .first()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        for s in tag(&text, "SequenceNo") {
+            seqs.entry(code.clone())
+                .or_default()
+                .push(s.parse().expect("SequenceNo"));
+        }
+    }
+    for v in seqs.values_mut() {
+        v.sort();
+    }
+    (refs, seqs)
+}
