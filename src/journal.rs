@@ -194,6 +194,9 @@ pub struct EventRow {
     pub staged: bool,
 }
 
+/// The journal's schema version (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -315,7 +318,19 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // The schema's version lives in the file: a journal written by a
+        // newer dpv-batch is refused rather than misread. A future schema
+        // change adds a migration step from each older version here.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError(format!(
+                "{} was written by a newer dpv-batch (journal version {version}, this one knows {SCHEMA_VERSION}); \
+                 run that version, or restore a matching binary",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Journal { conn })
     }
 
@@ -869,6 +884,19 @@ mod tests {
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         assert_eq!(j.last_sequence("ABC").unwrap(), Some(7));
         assert_eq!(j.parts_of(f).unwrap()[1].sequence_no, Some(7));
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        drop(Journal::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Journal::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("newer dpv-batch"), "{err}");
     }
 
     #[test]
