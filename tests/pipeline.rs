@@ -77,6 +77,17 @@ poll_ms = 50
         Sim { child }
     }
 
+    /// `run --once` that must end with every file done (exit 0).
+    fn run_once_ok(&self, timeout: &str) {
+        let out = self.run_once(timeout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn run_once(&self, timeout: &str) -> std::process::Output {
         Command::new(bin())
             .args(["run", "--once", "--timeout", timeout, "--config"])
@@ -165,13 +176,7 @@ fn samples_end_to_end_exact_receipts_and_folders() {
         ws.drop_file(name, &sample(src));
         std::thread::sleep(Duration::from_millis(5)); // distinct mtimes: intake is oldest first
     }
-    let out = ws.run_once("60s");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ws.run_once_ok("60s");
 
     // Exactly one receipt per input, with the expected outcome.
     for (name, _, expected) in inputs {
@@ -260,13 +265,7 @@ fn read_confirmations_become_new_event_files() {
     let ws = Workspace::new("rename", "");
     let _sim = ws.sim(&["--confirm-delay-ms", "0"]);
     ws.drop_file("nynorsk.xml", &sample("valid/letters-nynorsk-english.xml"));
-    let out = ws.run_once("60s");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ws.run_once_ok("60s");
     let receipt_before = ws.receipt("nynorsk.xml");
     // Run until the confirmations for all four letters are in.
     let mut reads = 0;
@@ -344,13 +343,7 @@ fn slow_writer(ready: &str) {
         .expect("kill")
         .success());
     assert_eq!(daemon.wait().expect("wait").code(), Some(0));
-    let out = ws.run_once("60s");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ws.run_once_ok("60s");
     let receipt = ws.receipt("slow.xml");
     assert_eq!(outcome(&receipt), "Accepted", "{receipt}");
     let archived = fs::read(ws.path("archive/slow.xml")).expect("archived");
@@ -379,7 +372,7 @@ fn status_and_check_config_speak_plainly() {
     let ws = Workspace::new("rename", "");
     let _sim = ws.sim(&["--no-confirmations"]);
     ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     let out = Command::new(bin())
         .args(["status", "--config"])
         .arg(ws.config())
@@ -429,7 +422,7 @@ fn once_times_out_with_exit_3_when_altinn_does_not_answer() {
     );
     // Altinn comes back: the same file completes, sent once.
     let _sim = ws.sim(&["--no-confirmations"]);
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     assert_eq!(outcome(&ws.receipt("a.xml")), "Accepted");
     let (refs, _) = processed(&ws.path("altinn"));
     assert!(
@@ -480,13 +473,7 @@ fn every_sample_end_to_end() {
             expected.insert(name, outcome);
         }
     }
-    let out = ws.run_once("120s");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ws.run_once_ok("120s");
     let got: BTreeMap<String, String> = expected
         .keys()
         .map(|name| (name.clone(), outcome(&ws.receipt(name)).to_string()))
@@ -511,10 +498,10 @@ fn the_same_name_dropped_again_gets_its_own_receipt() {
     let ws = Workspace::new("rename", "");
     let _sim = ws.sim(&["--no-confirmations"]);
     ws.drop_file("nightly.xml", &sample("valid/letters-bokmal.xml"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     // The next night: same name, new content. Nothing is overwritten.
     ws.drop_file("nightly.xml", &sample("valid/letters-nynorsk-english.xml"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     let outbox: Vec<String> = ws.names("outbox").into_iter().collect();
     assert_eq!(
         outbox,
@@ -572,12 +559,12 @@ fn a_refused_sequence_number_is_used_again_and_the_counter_can_be_moved_on() {
     };
     // We start at 1: refused (Altinn expects 2), and 1 is not used up.
     ws.drop_file("a.xml", &batch("A"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     let a = ws.receipt("a.xml");
     assert_eq!(outcome(&a), "Rejected", "{a}");
     assert_eq!(tag(&a, "SequenceNo"), vec!["1"]);
     ws.drop_file("b.xml", &batch("B"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     let b = ws.receipt("b.xml");
     assert_eq!(outcome(&b), "Rejected", "{b}");
     assert_eq!(
@@ -592,7 +579,7 @@ fn a_refused_sequence_number_is_used_again_and_the_counter_can_be_moved_on() {
     );
     fs::write(ws.config(), config).unwrap();
     ws.drop_file("c.xml", &batch("C"));
-    assert_eq!(ws.run_once("30s").status.code(), Some(0));
+    ws.run_once_ok("30s");
     let c = ws.receipt("c.xml");
     assert_eq!(outcome(&c), "Accepted", "{c}");
     assert_eq!(tag(&c, "SequenceNo"), vec!["2"]);

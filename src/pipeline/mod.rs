@@ -153,8 +153,11 @@ pub struct Pipeline {
     parts: PathBuf,
     inbound: PathBuf,
     backoff: Backoff,
-    /// The last transport error, for `status`.
-    pub transport_error: Option<String>,
+    /// The last transport error, for the metrics.
+    transport_error: Option<String>,
+    /// The metrics last written, so an idle daemon does not rewrite (and
+    /// fsync) the same file on every tick.
+    last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
     _lock: File,
@@ -196,6 +199,7 @@ impl Pipeline {
             },
             transport_error: None,
             receipts_seen: false,
+            last_metrics: String::new(),
             _lock: lock,
         })
     }
@@ -297,7 +301,7 @@ impl Pipeline {
                     continue;
                 }
             }
-            self.hash_staged(&f, &staged)?;
+            self.mark_staged(&f, &staged)?;
         }
         Ok(())
     }
@@ -341,7 +345,7 @@ impl Pipeline {
                 continue;
             }
             self.intake.taken(&r.name);
-            self.hash_staged(&f, &staged)?;
+            self.mark_staged(&f, &staged)?;
             info!(file = %r.name, id, bytes = r.size, "taken in");
         }
         Ok(ready.len().min(PER_TICK))
@@ -352,7 +356,7 @@ impl Pipeline {
     /// Mark a file staged once it is in staging. A file that cannot even be
     /// opened fails (with a receipt) instead of stopping the service. The
     /// content hash comes later, computed beside validation.
-    fn hash_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
+    fn mark_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
         match File::open(staged).and_then(|file| file.metadata()) {
             Ok(meta) => self.journal.set_staged(f.id, None, meta.len())?,
             Err(e) => {
@@ -962,7 +966,7 @@ impl Pipeline {
 
     /// `state/metrics.prom`, in Prometheus' text format, for node_exporter's
     /// textfile collector (or anything that reads a file).
-    fn write_metrics(&self) {
+    fn write_metrics(&mut self) {
         let Ok((files, letters)) = self.journal.counts() else {
             return;
         };
@@ -983,7 +987,12 @@ impl Pipeline {
             "# HELP dpv_batch_transport_up 1 when the last transport operation worked.\n# TYPE dpv_batch_transport_up gauge\ndpv_batch_transport_up {}\n",
             u8::from(self.transport_error.is_none())
         ));
-        let _ = durable::write_atomic(&self.cfg.paths.state.join("metrics.prom"), m.as_bytes());
+        if m != self.last_metrics
+            && durable::write_atomic(&self.cfg.paths.state.join("metrics.prom"), m.as_bytes())
+                .is_ok()
+        {
+            self.last_metrics = m;
+        }
     }
 }
 
