@@ -213,7 +213,7 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
     let result = match &config.transport.sftp {
         // SFTP directly, to tell the negotiated cipher (benchmarks).
         Some(cfg) if config.transport.kind == dpv_batch::config::TransportKind::Sftp => {
-            use dpv_batch::transport::Transport;
+            use dpv_batch::transport::FileTransport;
             dpv_batch::transport::sftp::Sftp::new(cfg).and_then(|mut t| {
                 t.upload(local, &name)?;
                 Ok(format!(
@@ -223,7 +223,7 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
                 ))
             })
         }
-        _ => dpv_batch::transport::open(&config).and_then(|mut t| {
+        _ => dpv_batch::transport::open_files(&config).and_then(|mut t| {
             t.upload(local, &name)?;
             Ok(t.describe())
         }),
@@ -360,15 +360,16 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match dpv_batch::status::rows(&cfg) {
-        Ok(rows) => {
+    match dpv_batch::status::report(&cfg) {
+        Ok(report) => {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                    serde_json::to_string_pretty(&report.files).unwrap_or_default()
                 );
             } else {
-                print!("{}", dpv_batch::status::text(&rows));
+                print!("{}", dpv_batch::status::header(&report));
+                print!("{}", dpv_batch::status::text(&report.files));
             }
             ExitCode::SUCCESS
         }

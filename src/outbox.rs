@@ -8,7 +8,8 @@
 
 use std::fmt::Write as _;
 
-use crate::journal::{FileRow, LetterRow, Outcome, PartRow};
+use crate::journal::{EventLetter, FileRow, LetterEvent, LetterRow, Outcome, PartRow, LETTER_OK};
+use crate::transport::altinn3::status as a3;
 use crate::validate::Finding;
 
 pub const RECEIPT_NS: &str = "urn:dpv-batch:receipt:1";
@@ -21,6 +22,9 @@ pub struct ReceiptDoc<'a> {
     pub letters: &'a [LetterRow],
     pub errors: &'a [Finding],
     pub completed_at: &'a str,
+    /// `receipt_after = "published"`: a letter Altinn failed to publish
+    /// counts as rejected.
+    pub hold: bool,
 }
 
 fn esc(s: &str) -> String {
@@ -40,13 +44,37 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// A letter's status for the fagsystem.
-pub fn letter_status(l: &LetterRow) -> &'static str {
+/// A letter's status for the fagsystem: the one function that decides it,
+/// for the outcome and for the receipt. `hold`: the receipt waited for
+/// publication (`receipt_after = "published"`), so a letter Altinn created
+/// but failed to publish is rejected.
+pub fn letter_status(l: &LetterRow, hold: bool) -> &'static str {
     match l.status.as_deref() {
-        Some("OK") => "Accepted",
+        Some(LETTER_OK) if hold && a3::failed(l.altinn_status.as_deref()) => "Rejected",
+        Some(LETTER_OK) => "Accepted",
         Some(_) => "Rejected",
         None => "NotSent",
     }
+}
+
+/// Why a letter has its status, in words.
+pub fn letter_text(l: &LetterRow, hold: bool) -> String {
+    if hold && l.status.as_deref() == Some(LETTER_OK) && a3::failed(l.altinn_status.as_deref()) {
+        return format!(
+            "Altinn could not publish it: {}",
+            l.altinn_status_text.as_deref().unwrap_or("no reason given")
+        );
+    }
+    l.text.clone().unwrap_or_default()
+}
+
+/// A letter Altinn 3 created but has neither published nor failed to yet:
+/// a receipt that waits for publication waits for it.
+pub fn awaiting_publication(l: &LetterRow) -> bool {
+    l.status.as_deref() == Some(LETTER_OK)
+        && l.correspondence_id.is_some()
+        && l.published_at.is_none()
+        && !a3::is_final(l.altinn_status.as_deref())
 }
 
 pub fn receipt_xml(d: &ReceiptDoc<'_>) -> String {
@@ -101,12 +129,42 @@ pub fn receipt_xml(d: &ReceiptDoc<'_>) -> String {
                 esc(&l.senders_reference)
             );
             let _ = writeln!(x, "      <Reportee>{}</Reportee>", esc(&l.reportee));
-            let _ = writeln!(x, "      <Status>{}</Status>", letter_status(l));
-            if let Some(t) = l.text.as_deref().filter(|t| !t.is_empty()) {
-                let _ = writeln!(x, "      <Text>{}</Text>", esc(t));
+            let _ = writeln!(x, "      <Status>{}</Status>", letter_status(l, d.hold));
+            let text = letter_text(l, d.hold);
+            if !text.is_empty() {
+                let _ = writeln!(x, "      <Text>{}</Text>", esc(&text));
             }
             if let Some(r) = &l.read_at {
                 let _ = writeln!(x, "      <ReadAt>{}</ReadAt>", esc(r));
+            }
+            // Altinn 3: what it made of the letter.
+            if let Some(id) = &l.correspondence_id {
+                let _ = writeln!(x, "      <CorrespondenceId>{}</CorrespondenceId>", esc(id));
+            }
+            if let Some(st) = &l.altinn_status {
+                let _ = writeln!(x, "      <AltinnStatus>{}</AltinnStatus>", esc(st));
+            }
+            if let Some(t) = l.altinn_status_text.as_deref().filter(|t| !t.is_empty()) {
+                let _ = writeln!(x, "      <AltinnStatusText>{}</AltinnStatusText>", esc(t));
+            }
+            if let Some(p) = &l.published_at {
+                let _ = writeln!(x, "      <PublishedAt>{}</PublishedAt>", esc(p));
+            }
+            if let Some(r) = &l.refusal {
+                x.push_str("      <Refusal");
+                if let Some(h) = r.http {
+                    let _ = write!(x, " http=\"{h}\"");
+                }
+                if let Some(e) = r.error_code {
+                    let _ = write!(x, " errorCode=\"{e}\"");
+                }
+                if let Some(c) = &r.code {
+                    let _ = write!(x, " code=\"{}\"", esc(c));
+                }
+                if let Some(t) = &r.trace_id {
+                    let _ = write!(x, " traceId=\"{}\"", esc(t));
+                }
+                let _ = writeln!(x, ">{}</Refusal>", esc(&r.detail));
             }
             x.push_str("    </Letter>\n");
         }
@@ -132,25 +190,41 @@ pub fn receipt_xml(d: &ReceiptDoc<'_>) -> String {
     x
 }
 
-/// Letters of an input file read by their recipients.
+/// Later news about letters of an input file, all of one `kind`: read by
+/// their recipients, published by Altinn, failed at publication (with
+/// Altinn's reason), or reserved.
 pub fn events_xml(
     input_file: &str,
     written_at: &str,
-    reads: &[(String, String, String)],
+    kind: LetterEvent,
+    news: &[EventLetter],
 ) -> String {
-    let mut x = String::with_capacity(256 + reads.len() * 160);
+    let mut x = String::with_capacity(256 + news.len() * 200);
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     let _ = writeln!(x, "<LetterEvents xmlns=\"{RECEIPT_NS}\">");
     let _ = writeln!(x, "  <InputFile>{}</InputFile>", esc(input_file));
     let _ = writeln!(x, "  <WrittenAt>{}</WrittenAt>", esc(written_at));
-    for (sref, reportee, at) in reads {
+    let (element, at) = match kind {
+        LetterEvent::Read => ("Read", "ReadAt"),
+        LetterEvent::Published => ("Published", "PublishedAt"),
+        LetterEvent::Failed => ("Failed", "FailedAt"),
+        LetterEvent::Reserved => ("Reserved", "ReservedAt"),
+    };
+    for n in news {
         let _ = writeln!(
             x,
-            "  <Read>\n    <SendersReference>{}</SendersReference>\n    <Reportee>{}</Reportee>\n    <ReadAt>{}</ReadAt>\n  </Read>",
-            esc(sref),
-            esc(reportee),
-            esc(at)
+            "  <{element}>\n    <SendersReference>{}</SendersReference>\n    <Reportee>{}</Reportee>\n    <{at}>{}</{at}>",
+            esc(&n.senders_reference),
+            esc(&n.reportee),
+            esc(&n.at)
         );
+        if let Some(id) = &n.correspondence_id {
+            let _ = writeln!(x, "    <CorrespondenceId>{}</CorrespondenceId>", esc(id));
+        }
+        if let Some(t) = n.text.as_deref().filter(|t| !t.is_empty()) {
+            let _ = writeln!(x, "    <Reason>{}</Reason>", esc(t));
+        }
+        let _ = writeln!(x, "  </{element}>");
     }
     x.push_str("</LetterEvents>\n");
     x
@@ -162,6 +236,7 @@ pub fn errors_txt(
     outcome: Outcome,
     errors: &[Finding],
     letters: &[LetterRow],
+    hold: bool,
 ) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "{}: {}", file.name, outcome.as_str());
@@ -182,7 +257,7 @@ pub fn errors_txt(
     }
     let rejected: Vec<&LetterRow> = letters
         .iter()
-        .filter(|l| letter_status(l) == "Rejected")
+        .filter(|l| letter_status(l, hold) == "Rejected")
         .collect();
     if !rejected.is_empty() {
         let _ = writeln!(t, "\nLetters Altinn rejected:");
@@ -192,7 +267,9 @@ pub fn errors_txt(
                 "  {} (to {}): {}",
                 l.senders_reference,
                 l.reportee,
-                l.text.as_deref().unwrap_or("rejected")
+                Some(letter_text(l, hold))
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| "rejected".into())
             );
         }
     }

@@ -1,18 +1,85 @@
 //! `dpv-batch status`: every input file with its state, age and last word,
-//! read from the journal (read-only, so it works while the daemon runs).
+//! read from the journal (read-only, so it works while the daemon runs);
+//! above them, what the transport is going through (throttled by Altinn,
+//! stopped, and why) and the letters Altinn has not published long after
+//! it was asked to (overdue).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use crate::config::Config;
-use crate::journal::{FileRow, FileState, Journal, JournalError, Outcome};
+use crate::journal::{self, FileRow, FileState, JournalError, Outcome, OverdueRow};
 use crate::pipeline::JOURNAL_FILE;
 
+/// Overdue letters listed by name (all are counted).
+const OVERDUE_LISTED: usize = 20;
+
+/// Everything `status` says.
+pub struct Report {
+    pub files: Vec<FileRow>,
+    /// What the transport is going through, and since when.
+    pub transport: Option<(String, String)>,
+    pub overdue: Vec<OverdueRow>,
+}
+
 pub fn rows(cfg: &Config) -> Result<Vec<FileRow>, JournalError> {
+    Ok(report(cfg)?.files)
+}
+
+pub fn report(cfg: &Config) -> Result<Report, JournalError> {
     let path = cfg.paths.state.join(JOURNAL_FILE);
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(Report {
+            files: Vec::new(),
+            transport: None,
+            overdue: Vec::new(),
+        });
     }
-    Journal::open_read_only(&path)?.all_files()
+    let j = journal::open_read_only(&path)?;
+    Ok(Report {
+        files: j.all_files()?,
+        transport: j.note(journal::notes::TRANSPORT)?,
+        overdue: j.overdue_letters(overdue_after(cfg), OVERDUE_LISTED + 1)?,
+    })
+}
+
+/// How long after its requested publish time an unpublished letter is overdue.
+fn overdue_after(cfg: &Config) -> Duration {
+    crate::transport::altinn3::overdue_after(cfg)
+}
+
+/// What the transport goes through and overdue letters, for people.
+pub fn header(r: &Report) -> String {
+    let mut out = String::new();
+    if let Some((what, since)) = &r.transport {
+        let _ = writeln!(out, "transport: {what} (since {since})");
+    }
+    if !r.overdue.is_empty() {
+        let more = if r.overdue.len() > OVERDUE_LISTED {
+            " (the first listed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "overdue: letters Altinn has not published long after their requested publish time{more}:"
+        );
+        for o in r.overdue.iter().take(OVERDUE_LISTED) {
+            let _ = writeln!(
+                out,
+                "  {} in {}: {} since {} (correspondence {})",
+                o.senders_reference,
+                o.file,
+                o.altinn_status.as_deref().unwrap_or("not published"),
+                o.due,
+                o.correspondence_id.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 fn age(seconds: i64) -> String {

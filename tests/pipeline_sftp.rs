@@ -146,9 +146,8 @@ poll_ms = 50
 
     /// The journal's parts of the one file in it: (remote name, bytes).
     fn parts(&self) -> Vec<(String, u64)> {
-        let journal =
-            dpv_batch::journal::Journal::open_read_only(&self.path("state/journal.sqlite"))
-                .expect("journal");
+        let journal = dpv_batch::journal::open_read_only(&self.path("state/journal.sqlite"))
+            .expect("journal");
         let files = journal.all_files().expect("files");
         assert_eq!(files.len(), 1, "{files:?}");
         journal

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpv_batch::transport::sftp::Sftp;
-use dpv_batch::transport::{ErrorKind, Inbound, Transport};
+use dpv_batch::transport::{ErrorKind, FileTransport, Inbound};
 
 mod common;
 use common::sftp::{keygen_fingerprint, Server, SCRIPT};

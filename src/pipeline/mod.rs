@@ -34,10 +34,14 @@ use tracing::{error, info, warn};
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
-use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
+use crate::journal::{
+    self, Answer, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartRow, PartState,
+};
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
-use crate::transport::{self, Inbound, Transport, TransportError};
+use crate::transport::{
+    self, Disposition, News, Outgoing, PrepareContext, Submitted, Transport, TransportError,
+};
 use crate::validate::{self, Finding, Validator};
 
 use intake::Intake;
@@ -118,6 +122,16 @@ impl Backoff {
         base + jitter
     }
 
+    /// Wait at least `min` (Altinn's Retry-After) before the next try.
+    fn at_least(&mut self, min: Option<Duration>) {
+        if let Some(min) = min {
+            let until = Instant::now() + min;
+            if self.until.is_none_or(|t| t < until) {
+                self.until = Some(until);
+            }
+        }
+    }
+
     fn succeeded(&mut self) {
         self.until = None;
         self.delay = Duration::ZERO;
@@ -144,22 +158,27 @@ pub struct Tick {
 /// fagsystem) within seconds, not after everything has been validated.
 const PER_TICK: usize = 16;
 
+/// At most this many sent letters have their status looked at per tick.
+const POLL_BATCH: usize = 512;
+
 pub struct Pipeline {
     cfg: Config,
-    journal: Journal,
+    journal: Box<dyn Journal>,
     transport: Box<dyn Transport>,
     intake: Intake,
     staging: PathBuf,
     parts: PathBuf,
-    inbound: PathBuf,
     backoff: Backoff,
     /// The last transport error, for the metrics.
     transport_error: Option<String>,
     /// The metrics last written, so an idle daemon does not rewrite (and
     /// fsync) the same file on every tick.
     last_metrics: String,
-    /// Receipts came in this tick (a numbered part may go next).
-    receipts_seen: bool,
+    /// The transport note last written (`None`: not yet this run).
+    last_note: Option<Option<String>>,
+    /// News came in this tick (a numbered part may go next), or more
+    /// letters are due for a look.
+    news_seen: bool,
     _lock: File,
 }
 
@@ -172,8 +191,7 @@ impl Pipeline {
         }
         let staging = p.state.join("staging");
         let parts = p.state.join("parts");
-        let inbound = p.state.join("inbound");
-        for dir in [&staging, &parts, &inbound] {
+        for dir in [&staging, &parts] {
             fs::create_dir_all(dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
         }
         let lock_path = p.state.join("dpv-batch.lock");
@@ -182,7 +200,7 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let journal = Journal::open(&p.state.join(JOURNAL_FILE))?;
+        let journal = journal::open(&p.state.join(JOURNAL_FILE))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
         Ok(Pipeline {
@@ -192,20 +210,20 @@ impl Pipeline {
             intake,
             staging,
             parts,
-            inbound,
             backoff: Backoff {
                 until: None,
                 delay: Duration::ZERO,
             },
             transport_error: None,
-            receipts_seen: false,
+            news_seen: false,
             last_metrics: String::new(),
+            last_note: None,
             _lock: lock,
         })
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    pub fn journal(&self) -> &dyn Journal {
+        self.journal.as_ref()
     }
 
     /// Names in the inbox that would be taken once ready.
@@ -227,11 +245,7 @@ impl Pipeline {
         if self.backoff.ready() {
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
-            let results = [
-                self.submit(),
-                self.collect_receipts(),
-                self.collect_confirmations(),
-            ];
+            let results = [self.submit(), self.collect()];
             let mut failed = false;
             for result in results {
                 match result {
@@ -257,14 +271,20 @@ impl Pipeline {
                 self.backoff.succeeded();
                 self.transport_error = None;
             }
+            // What the transport goes through, for `status` (written when it changes).
+            let said = self.transport_error.clone().or(self.transport.condition());
+            if self.last_note.as_ref() != Some(&said) {
+                self.journal
+                    .set_note(journal::notes::TRANSPORT, said.as_deref())?;
+                self.last_note = Some(said);
+            }
         }
         self.settle_submitted()?;
         tick.finished = self.finish()?;
         self.write_events()?;
         self.write_metrics();
         tick.open = self.journal.open_files()?;
-        tick.busy =
-            tick.taken == PER_TICK || staged_left || std::mem::take(&mut self.receipts_seen);
+        tick.busy = tick.taken == PER_TICK || staged_left || std::mem::take(&mut self.news_seen);
         Ok(tick)
     }
 
@@ -438,8 +458,9 @@ impl Pipeline {
         // committed below, after validation and journalling; removed if the
         // batch is refused). A large batch then costs max(validate, upload)
         // instead of their sum.
-        let speculate =
-            self.backoff.ready() && package::passthrough_candidate(&staged, &opts).unwrap_or(false);
+        let speculate = self.transport.stages()
+            && self.backoff.ready()
+            && package::passthrough_candidate(&staged, &opts).unwrap_or(false);
         let remote_name = package::part_name(&opts, 1);
         let (report, staged_remote, hashed) = {
             let transport = &mut self.transport;
@@ -546,19 +567,35 @@ impl Pipeline {
                     return Err(PipelineError::Io(format!("cannot package {}", f.name), e));
                 }
             };
-        let parts: Vec<NewPart> = packed
-            .parts
-            .iter()
-            .map(|p| NewPart {
-                part_no: p.part_no,
-                remote_name: p.remote_name.clone(),
-                shipment_reference: p.shipment_reference.clone(),
-                sequence_no: p.sequence_no,
-                sequence_slot: p.sequence_slot.map(|s| s as i64),
-                bytes: p.bytes as i64,
-                letters: p.letters.clone(),
-            })
-            .collect();
+        // The transport cuts each part into what it submits (a file
+        // transport: the part itself; Altinn 3: one folder per letter).
+        let installation_id = self.journal.installation_id()?;
+        let mut parts: Vec<NewPart> = Vec::new();
+        for p in &packed.parts {
+            let ctx = PrepareContext {
+                file_id: f.id,
+                installation_id: &installation_id,
+                system_user_code: &packed.system_user_code,
+                first_part_no: parts.len() as i64 + 1,
+            };
+            match self.transport.prepare(p, &dir, &ctx) {
+                Ok(mut cut) => parts.append(&mut cut),
+                Err(PackError::Input(m)) => {
+                    self.journal.set_outcome(
+                        f.id,
+                        Outcome::Rejected,
+                        &m,
+                        None,
+                        report.letters as i64,
+                    )?;
+                    return Ok(());
+                }
+                Err(PackError::Io(e)) => {
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(PipelineError::Io(format!("cannot prepare {}", f.name), e));
+                }
+            }
+        }
         self.journal
             .record_parts(f.id, &packed.system_user_code, &parts)?;
         info!(file = %f.name, id = f.id, parts = parts.len(), letters = report.letters, "packaged");
@@ -588,51 +625,62 @@ impl Pipeline {
 
     // ---- submit ------------------------------------------------------------
 
-    /// Upload packaged parts, oldest file first, each file's parts in order.
+    /// Submit packaged parts, oldest file first, each file's parts in order,
+    /// in batches of the transport's size (a file transport sends one part
+    /// at a time; Altinn 3 keeps many letters in flight). A batch is
+    /// journalled in flight in one transaction before it is sent, and what
+    /// came of it in one transaction after.
     /// A numbered part (dpv-batch assigns SequenceNos) waits until no other
     /// numbered part of its SystemUserCode is waiting for Altinn's answer;
     /// files of other SystemUserCodes go on meanwhile.
     fn submit(&mut self) -> std::result::Result<(), StageError> {
+        loop {
+            let batch = self.next_batch()?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let results = self.transport.submit(&batch);
+            self.record_submitted(&batch, results)?;
+        }
+    }
+
+    /// The next parts to send, journalled as in flight. Parts already in
+    /// flight (a crash, a lost answer) are settled first; a file whose
+    /// parts have all gone is marked Submitted on the way.
+    fn next_batch(&mut self) -> std::result::Result<Vec<Outgoing>, StageError> {
+        let limit = self.transport.batch_size().max(1);
         let first = self.cfg.sender.first_sequence_no;
         let mut waiting_codes: Vec<String> = Vec::new();
+        let mut batch: Vec<Outgoing> = Vec::new();
+        let mut unsettled: Vec<Outgoing> = Vec::new();
+        let mut newly: Vec<i64> = Vec::new();
         'files: for f in self.journal.files_in(FileState::Packaged)? {
             let dir = self.parts_dir(f.id);
+            let mut pending = 0;
             for part in self.journal.parts_of(f.id)? {
+                if matches!(part.state, PartState::Uploaded | PartState::Receipted) {
+                    continue;
+                }
+                pending += 1;
+                if batch.len() + unsettled.len() >= limit {
+                    break 'files;
+                }
                 if waiting_codes.contains(&part.system_user_code) {
                     continue 'files;
                 }
-                let path = dir.join(&part.remote_name);
+                let numbered = part.sequence_slot.is_some();
+                let code = part.system_user_code.clone();
+                let path = dir.join(&part.local);
                 match part.state {
-                    PartState::Uploaded | PartState::Receipted => continue,
+                    PartState::Uploaded | PartState::Receipted => {}
+                    // Outcome unknown (a crash or a lost answer): settle
+                    // it before sending again.
                     PartState::Uploading => {
-                        // Outcome unknown (a crash or a dropped connection):
-                        // look before uploading again.
-                        if self
-                            .transport
-                            .delivered(&part.remote_name, part.bytes as u64)
-                            .map_err(|e| self.note(&f, e))?
-                        {
-                            self.journal.set_part_state(part.id, PartState::Uploaded)?;
-                            info!(file = %f.name, part = %part.remote_name, "upload found delivered after restart");
-                            if part.sequence_slot.is_some() {
-                                waiting_codes.push(part.system_user_code.clone());
-                                continue 'files;
-                            }
-                            continue;
-                        }
-                        if let (Some(slot), Some(n)) = (part.sequence_slot, part.sequence_no) {
-                            package::write_sequence_no(&path, slot as u64, n)
-                                .map_err(|e| {
-                                    PipelineError::Io(
-                                        format!("cannot number {}", part.remote_name),
-                                        e,
-                                    )
-                                })
-                                .map_err(|e| self.note_local(&f, e))?;
-                        }
+                        let out = self.outgoing(part, path)?;
+                        unsettled.push(out);
                     }
-                    PartState::Packaged => match part.sequence_slot {
-                        Some(slot) => {
+                    PartState::Packaged => {
+                        if let Some(slot) = part.sequence_slot {
                             if self.journal.numbered_in_flight(&part.system_user_code)? {
                                 waiting_codes.push(part.system_user_code.clone());
                                 continue 'files;
@@ -650,24 +698,138 @@ impl Pipeline {
                                     )
                                 })
                                 .map_err(|e| self.note_local(&f, e))?;
+                        } else {
+                            newly.push(part.id);
                         }
-                        None => self.journal.set_part_state(part.id, PartState::Uploading)?,
-                    },
+                        let out = self.outgoing(part, path)?;
+                        batch.push(out);
+                    }
                 }
-                self.transport
-                    .upload(&path, &part.remote_name)
-                    .map_err(|e| self.note(&f, e))?;
-                self.journal.set_part_state(part.id, PartState::Uploaded)?;
-                info!(file = %f.name, part = %part.remote_name, bytes = part.bytes, "uploaded");
-                if part.sequence_slot.is_some() {
+                if numbered {
                     // Its answer decides the next number: wait for it.
-                    waiting_codes.push(part.system_user_code.clone());
+                    waiting_codes.push(code);
                     continue 'files;
                 }
             }
-            self.journal.set_submitted(f.id)?;
+            if pending == 0 {
+                self.journal.set_submitted(f.id)?;
+            }
         }
-        Ok(())
+        self.journal.set_parts_state(&newly, PartState::Uploading)?;
+        if !unsettled.is_empty() {
+            let settled = self.transport.settle(&unsettled);
+            let mut found = Vec::new();
+            let mut results = Vec::new();
+            for (out, s) in unsettled.into_iter().zip(settled) {
+                match s {
+                    Ok(Some(s)) => {
+                        info!(part = %out.part.remote_name, "found delivered after a restart or a lost answer");
+                        found.push(out);
+                        results.push(Ok(s));
+                    }
+                    Ok(None) => {
+                        if let (Some(slot), Some(n)) =
+                            (out.part.sequence_slot, out.part.sequence_no)
+                        {
+                            let file = self.journal.file(out.part.file_id)?;
+                            package::write_sequence_no(&out.path, slot as u64, n)
+                                .map_err(|e| {
+                                    PipelineError::Io(
+                                        format!("cannot number {}", out.part.remote_name),
+                                        e,
+                                    )
+                                })
+                                .map_err(|e| self.note_local(&file, e))?;
+                        }
+                        batch.push(out);
+                    }
+                    Err(e) => {
+                        found.push(out);
+                        results.push(Err(e));
+                    }
+                }
+            }
+            self.record_submitted(&found, results)?;
+        }
+        Ok(batch)
+    }
+
+    /// A journalled part as the transport gets it.
+    fn outgoing(&self, part: PartRow, path: PathBuf) -> std::result::Result<Outgoing, StageError> {
+        let letters = if part.letters == 1 {
+            self.journal.letters_of_part(part.id)?
+        } else {
+            Vec::new()
+        };
+        Ok(Outgoing {
+            part,
+            path,
+            letters,
+        })
+    }
+
+    /// Journal what came of submitting (or settling) `batch`, in one
+    /// transaction per kind: parts handed over, answers. Trouble is noted on
+    /// the files concerned and makes the transport wait (at least as long as
+    /// Altinn asked, with Retry-After).
+    fn record_submitted(
+        &mut self,
+        batch: &[Outgoing],
+        results: Vec<transport::Result<Submitted>>,
+    ) -> std::result::Result<(), StageError> {
+        let mut sent = Vec::new();
+        let mut answers = Vec::new();
+        let mut trouble: Option<TransportError> = None;
+        let mut wait: Option<Duration> = None;
+        for (out, result) in batch.iter().zip(results) {
+            let p = &out.part;
+            match result {
+                Ok(Submitted::Sent) => {
+                    info!(part = %p.remote_name, bytes = p.bytes, "uploaded");
+                    sent.push(p.id);
+                }
+                Ok(Submitted::Answered(answer)) => {
+                    match &answer {
+                        Answer::Created {
+                            correspondence_id,
+                            status,
+                        } => {
+                            info!(letter = %p.remote_name, correspondence = %correspondence_id, status = %status, "created")
+                        }
+                        Answer::Refused(r) => {
+                            warn!(letter = %p.remote_name, reason = %r.text(), "refused by Altinn")
+                        }
+                    }
+                    answers.push((p.id, answer));
+                }
+                Ok(Submitted::Retry { reason, after }) => {
+                    let _ = self
+                        .journal
+                        .set_reason(p.file_id, &format!("waiting to send: {reason}"));
+                    wait = wait.max(after);
+                    trouble.get_or_insert(TransportError::transient(reason));
+                }
+                Err(e) => {
+                    let _ = self
+                        .journal
+                        .set_reason(p.file_id, &format!("waiting to upload: {e}"));
+                    match &trouble {
+                        Some(t) if t.kind == transport::ErrorKind::Permanent => {}
+                        _ => trouble = Some(e),
+                    }
+                }
+            }
+        }
+        self.journal.set_parts_state(&sent, PartState::Uploaded)?;
+        self.journal
+            .record_answers(&answers, self.transport.first_poll())?;
+        match trouble {
+            Some(t) => {
+                self.backoff.at_least(wait);
+                Err(StageError::Transport(t))
+            }
+            None => Ok(()),
+        }
     }
 
     /// A local problem while submitting (cannot write the number into a
@@ -677,143 +839,102 @@ impl Pipeline {
         let _ = self
             .journal
             .set_reason(f.id, &format!("waiting to upload: {message}"));
-        StageError::Transport(TransportError {
-            kind: transport::ErrorKind::Transient,
-            message,
-        })
+        StageError::Transport(TransportError::transient(message))
     }
 
-    /// Record a transport error on the file it concerns, for `status`.
-    fn note(&self, f: &FileRow, e: TransportError) -> StageError {
-        let _ = self
-            .journal
-            .set_reason(f.id, &format!("waiting to upload: {e}"));
-        StageError::Transport(e)
-    }
+    // ---- answers and later news --------------------------------------------
 
-    // ---- receipts and confirmations ----------------------------------------
-
-    fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
-        let names = self.transport.list(Inbound::Receipts)?;
-        self.receipts_seen = !names.is_empty();
-        for name in names {
-            let local = self.inbound.join(&name);
-            self.transport.fetch(Inbound::Receipts, &name, &local)?;
-            let parsed = File::open(&local)
-                .map_err(|e| altinn_io(&local, e))
-                .and_then(|mut file| altinn::parse_receipt(&mut file).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(r) => match self.journal.part_awaiting_receipt(
-                    name.strip_suffix(".receipt.xml"),
-                    &r.shipment_reference,
-                )? {
-                    Some(part) => {
-                        let letters: Vec<(String, String, String)> = r
-                            .letters
-                            .iter()
-                            .map(|l| {
-                                (
-                                    l.senders_reference.clone(),
-                                    l.status.as_str().to_string(),
-                                    l.text.clone(),
-                                )
-                            })
-                            .collect();
-                        self.journal.record_receipt(
-                            part.id,
-                            r.status.as_str(),
-                            &r.text,
-                            &letters,
-                        )?;
-                        // A refused batch does not use its SequenceNo.
-                        let refused = matches!(
-                            r.status,
-                            altinn::ReceiptStatus::ValidationFailed
-                                | altinn::ReceiptStatus::Rejected
-                        );
-                        if let (true, Some(_), Some(n)) =
-                            (refused, part.sequence_slot, part.sequence_no)
-                        {
-                            self.journal.release_sequence(&part.system_user_code, n)?;
-                            warn!(part = %part.remote_name, sequence_no = n, "Altinn refused the batch; its SequenceNo is used again");
-                        }
-                        info!(receipt = %name, part = %part.remote_name, status = r.status.as_str(), "receipt");
-                        let _ = fs::remove_file(&local);
-                    }
-                    None => {
-                        warn!(receipt = %name, shipment = %r.shipment_reference, "receipt for no part waiting for one (a repeat?); kept in state/inbound/unmatched");
-                        keep_aside(&self.inbound, "unmatched", &local);
-                    }
-                },
-                Err(e) => {
-                    error!(receipt = %name, error = %e, "unreadable receipt; kept in state/inbound/bad");
-                    keep_aside(&self.inbound, "bad", &local);
-                }
-            }
-            self.transport.remove(Inbound::Receipts, &name)?;
+    /// Collect what Altinn sent back (receipts, read confirmations) or what
+    /// its letters' statuses are now, journal it, then acknowledge it.
+    fn collect(&mut self) -> std::result::Result<(), StageError> {
+        let due = self.journal.letters_to_poll(POLL_BATCH)?;
+        let news = self.transport.collect(&due)?;
+        self.news_seen =
+            due.len() == POLL_BATCH || news.iter().any(|n| !matches!(n, News::Statuses(_)));
+        for n in news {
+            let how = self.apply(&n)?;
+            self.transport.acknowledge(&n, how)?;
         }
         Ok(())
     }
 
-    fn collect_confirmations(&mut self) -> std::result::Result<(), StageError> {
-        for name in self.transport.list(Inbound::Confirmations)? {
-            let local = self.inbound.join(&name);
-            self.transport
-                .fetch(Inbound::Confirmations, &name, &local)?;
-            let parsed = File::open(&local)
-                .map_err(|e| altinn_io(&local, e))
-                .and_then(|mut file| {
-                    altinn::parse_confirmations(&mut file).map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(c) => {
-                    let reads: Vec<(String, String)> = c
-                        .items
-                        .iter()
-                        .filter_map(|i| {
-                            i.read_date_time
-                                .clone()
-                                .map(|t| (i.senders_reference.clone(), t))
-                        })
-                        .collect();
-                    let n = self.journal.record_reads(&reads)?;
-                    info!(confirmations = %name, read = n, "read confirmations");
-                    let _ = fs::remove_file(&local);
+    fn apply(&mut self, news: &News) -> std::result::Result<Disposition, StageError> {
+        match news {
+            News::Receipt {
+                remote_name,
+                receipt: r,
+                handle,
+            } => {
+                let Some(part) = self
+                    .journal
+                    .part_awaiting_receipt(remote_name.as_deref(), &r.shipment_reference)?
+                else {
+                    warn!(receipt = %handle.name, shipment = %r.shipment_reference, "receipt for no part waiting for one (a repeat?)");
+                    return Ok(Disposition::Unmatched);
+                };
+                let letters: Vec<(String, String, String)> = r
+                    .letters
+                    .iter()
+                    .map(|l| {
+                        (
+                            l.senders_reference.clone(),
+                            l.status.as_str().to_string(),
+                            l.text.clone(),
+                        )
+                    })
+                    .collect();
+                self.journal
+                    .record_receipt(part.id, r.status.as_str(), &r.text, &letters)?;
+                // A refused batch does not use its SequenceNo.
+                let refused = matches!(
+                    r.status,
+                    altinn::ReceiptStatus::ValidationFailed | altinn::ReceiptStatus::Rejected
+                );
+                if let (true, Some(_), Some(n)) = (refused, part.sequence_slot, part.sequence_no) {
+                    self.journal.release_sequence(&part.system_user_code, n)?;
+                    warn!(part = %part.remote_name, sequence_no = n, "Altinn refused the batch; its SequenceNo is used again");
                 }
-                Err(e) => {
-                    error!(confirmations = %name, error = %e, "unreadable confirmations; kept in state/inbound/bad");
-                    keep_aside(&self.inbound, "bad", &local);
+                info!(receipt = %handle.name, part = %part.remote_name, status = r.status.as_str(), "receipt");
+            }
+            News::Reads { reads, handle } => {
+                let n = self.journal.record_reads(reads)?;
+                info!(confirmations = %handle.name, read = n, "read confirmations");
+            }
+            News::Statuses(updates) => {
+                self.journal.record_statuses(updates)?;
+                for u in updates {
+                    for (kind, at, _) in &u.events {
+                        info!(letter = u.letter_id, event = kind.as_str(), at = %at, "letter news");
+                    }
                 }
             }
-            self.transport.remove(Inbound::Confirmations, &name)?;
         }
-        Ok(())
+        Ok(Disposition::Applied)
     }
 
     // ---- outcome and outbox ------------------------------------------------
 
+    /// A file's outcome is final when Altinn has answered for each of its
+    /// letters (and, with `receipt_after = "published"`, published each
+    /// created letter or failed to).
     fn settle_submitted(&mut self) -> Result<()> {
+        let hold = self.transport.receipt_waits_for_publication();
         for f in self.journal.files_in(FileState::Submitted)? {
             let parts = self.journal.parts_of(f.id)?;
             if parts.iter().any(|p| p.state != PartState::Receipted) {
                 continue;
             }
             let letters = self.journal.letters_of(f.id)?;
+            if hold && letters.iter().any(outbox::awaiting_publication) {
+                continue;
+            }
             let total = letters.len();
-            let ok = letters
-                .iter()
-                .filter(|l| l.status.as_deref() == Some("OK"))
-                .count();
+            let accepted = |l: &&journal::LetterRow| outbox::letter_status(l, hold) == "Accepted";
+            let ok = letters.iter().filter(accepted).count();
             let first_rejection = letters
                 .iter()
-                .find(|l| l.status.as_deref() != Some("OK"))
-                .map(|l| {
-                    format!(
-                        "{}: {}",
-                        l.senders_reference,
-                        l.text.as_deref().unwrap_or("")
-                    )
-                });
+                .find(|l| !accepted(l))
+                .map(|l| format!("{}: {}", l.senders_reference, outbox::letter_text(l, hold)));
             let unexpected = parts
                 .iter()
                 .any(|p| p.status.as_deref() == Some("UnExpectedError"));
@@ -899,7 +1020,12 @@ impl Pipeline {
         let receipt_path = outbox_dir.join(f.receipt_name.as_deref().unwrap_or_default());
         let moved_path = dest_dir.join(f.moved_to.as_deref().unwrap_or_default());
         if !f.receipt_staged {
-            let parts = self.journal.parts_of(f.id)?;
+            let hold = self.transport.receipt_waits_for_publication();
+            let parts = if self.transport.parts_in_receipt() {
+                self.journal.parts_of(f.id)?
+            } else {
+                Vec::new()
+            };
             let letters = self.journal.letters_of(f.id)?;
             let errors: Vec<Finding> = f
                 .report_json
@@ -911,7 +1037,7 @@ impl Pipeline {
                     "{}.errors.txt",
                     f.moved_to.as_deref().unwrap_or_default()
                 ));
-                let text = outbox::errors_txt(&f, outcome, &errors, &letters);
+                let text = outbox::errors_txt(&f, outcome, &errors, &letters, hold);
                 durable::write_atomic(&errors_path, text.as_bytes())
                     .map_err(io_err(format!("cannot write {}", errors_path.display())))?;
             }
@@ -921,6 +1047,7 @@ impl Pipeline {
                 outcome,
                 parts: &parts,
                 letters: &letters,
+                hold,
                 errors: &errors,
                 completed_at: &completed,
             };
@@ -945,17 +1072,17 @@ impl Pipeline {
     }
 
     fn write_events(&mut self) -> Result<()> {
-        self.journal.plan_read_events()?;
+        self.journal.plan_events()?;
         for e in self.journal.unwritten_events()? {
             let path = self.cfg.paths.outbox.join(&e.outbox_name);
             if !e.staged {
                 let file = self.journal.file(e.file_id)?;
-                let reads = self.journal.event_letters(e.id)?;
-                let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
+                let news = self.journal.event_letters(e.id)?;
+                let xml = outbox::events_xml(&file.name, &crate::clock::now(), e.kind, &news);
                 durable::write_staged(&path, xml.as_bytes())
                     .map_err(io_err(format!("cannot write {}", path.display())))?;
                 self.journal.set_event_written(e.id, 1)?;
-                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+                info!(file = %file.name, event = %e.outbox_name, kind = e.kind.as_str(), letters = news.len(), "letter news");
             }
             durable::publish(&path)
                 .map_err(io_err(format!("cannot publish {}", path.display())))?;
@@ -1034,18 +1161,6 @@ fn part_texts(parts: &[crate::journal::PartRow]) -> String {
         "no reason given".into()
     } else {
         texts.join("; ")
-    }
-}
-
-fn altinn_io(path: &Path, e: io::Error) -> String {
-    format!("cannot read {}: {e}", path.display())
-}
-
-fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
-    let dir = inbound.join(sub);
-    let _ = fs::create_dir_all(&dir);
-    if let Some(name) = local.file_name() {
-        let _ = fs::rename(local, durable::free_name(&dir, &name.to_string_lossy()));
     }
 }
 

@@ -8,7 +8,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{is_temporary, receipt_name, ErrorKind, Inbound, Result, Transport, TransportError};
+use super::{
+    is_temporary, receipt_name, ErrorKind, FileTransport, Inbound, Result, TransportError,
+};
 use crate::durable;
 
 pub struct Local {
@@ -51,7 +53,7 @@ impl Local {
     }
 }
 
-impl Transport for Local {
+impl FileTransport for Local {
     fn describe(&self) -> String {
         format!("local {}", self.root.display())
     }

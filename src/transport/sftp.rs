@@ -51,7 +51,9 @@ use std::time::{Duration, Instant};
 use ssh2::{ErrorCode, MethodType, OpenFlags, OpenType, Session};
 
 use super::hostkey::{Pins, Verdict};
-use super::{is_temporary, receipt_name, ErrorKind, Inbound, Result, Transport, TransportError};
+use super::{
+    is_temporary, receipt_name, ErrorKind, FileTransport, Inbound, Result, TransportError,
+};
 use crate::config::SftpTransport;
 use crate::durable;
 
@@ -701,7 +703,7 @@ impl Sftp {
     }
 }
 
-impl Transport for Sftp {
+impl FileTransport for Sftp {
     fn describe(&self) -> String {
         format!(
             "sftp {}/{}",
