@@ -676,7 +676,7 @@ impl Pipeline {
                     // Outcome unknown (a crash or a lost answer): settle
                     // it before sending again.
                     PartState::Uploading => {
-                        let out = self.outgoing(part, path)?;
+                        let out = self.outgoing(&f, part, path)?;
                         unsettled.push(out);
                     }
                     PartState::Packaged => {
@@ -701,7 +701,7 @@ impl Pipeline {
                         } else {
                             newly.push(part.id);
                         }
-                        let out = self.outgoing(part, path)?;
+                        let out = self.outgoing(&f, part, path)?;
                         batch.push(out);
                     }
                 }
@@ -723,7 +723,7 @@ impl Pipeline {
             for (out, s) in unsettled.into_iter().zip(settled) {
                 match s {
                     Ok(Some(s)) => {
-                        info!(part = %out.part.remote_name, "found delivered after a restart or a lost answer");
+                        info!(file = %out.file, part = %out.part.remote_name, "upload found delivered after restart");
                         found.push(out);
                         results.push(Ok(s));
                     }
@@ -755,13 +755,19 @@ impl Pipeline {
     }
 
     /// A journalled part as the transport gets it.
-    fn outgoing(&self, part: PartRow, path: PathBuf) -> std::result::Result<Outgoing, StageError> {
+    fn outgoing(
+        &self,
+        f: &FileRow,
+        part: PartRow,
+        path: PathBuf,
+    ) -> std::result::Result<Outgoing, StageError> {
         let letters = if part.letters == 1 {
             self.journal.letters_of_part(part.id)?
         } else {
             Vec::new()
         };
         Ok(Outgoing {
+            file: f.name.clone(),
             part,
             path,
             letters,
@@ -785,7 +791,7 @@ impl Pipeline {
             let p = &out.part;
             match result {
                 Ok(Submitted::Sent) => {
-                    info!(part = %p.remote_name, bytes = p.bytes, "uploaded");
+                    info!(file = %out.file, part = %p.remote_name, bytes = p.bytes, "uploaded");
                     sent.push(p.id);
                 }
                 Ok(Submitted::Answered(answer)) => {
@@ -794,10 +800,10 @@ impl Pipeline {
                             correspondence_id,
                             status,
                         } => {
-                            info!(letter = %p.remote_name, correspondence = %correspondence_id, status = %status, "created")
+                            info!(file = %out.file, letter = %p.remote_name, correspondence = %correspondence_id, status = %status, "created")
                         }
                         Answer::Refused(r) => {
-                            warn!(letter = %p.remote_name, reason = %r.text(), "refused by Altinn")
+                            warn!(file = %out.file, letter = %p.remote_name, reason = %r.text(), "refused by Altinn")
                         }
                     }
                     answers.push((p.id, answer));

@@ -80,6 +80,8 @@ pub type Result<T> = std::result::Result<T, TransportError>;
 /// A part on its way, as the journal knows it: what `submit` and `settle` get.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// The input file's name (for logs).
+    pub file: String,
     pub part: PartRow,
     /// The part's local copy: a batch file, or a letter's folder.
     pub path: PathBuf,
