@@ -160,6 +160,10 @@ pub struct Pipeline {
     last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
+    /// When the remote folders may be listed again: at most once per
+    /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
+    /// real server never sees us list more often than configured.
+    remote_due: Instant,
     _lock: File,
 }
 
@@ -199,6 +203,7 @@ impl Pipeline {
             },
             transport_error: None,
             receipts_seen: false,
+            remote_due: Instant::now(),
             last_metrics: String::new(),
             _lock: lock,
         })
@@ -206,6 +211,13 @@ impl Pipeline {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// When the next tick may list the remote folders (receipts,
+    /// confirmations) again; a tick before then only does local work and
+    /// uploads.
+    pub fn remote_due(&self) -> Instant {
+        self.remote_due
     }
 
     /// Names in the inbox that would be taken once ready.
@@ -225,12 +237,24 @@ impl Pipeline {
         tick.taken = self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
+            let look = Instant::now() >= self.remote_due;
+            if look {
+                self.remote_due = Instant::now() + Duration::from_millis(self.cfg.run.poll_ms);
+            }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
             let results = [
                 self.submit(),
-                self.collect_receipts(),
-                self.collect_confirmations(),
+                if look {
+                    self.collect_receipts()
+                } else {
+                    Ok(())
+                },
+                if look {
+                    self.collect_confirmations()
+                } else {
+                    Ok(())
+                },
             ];
             let mut failed = false;
             for result in results {
@@ -324,7 +348,14 @@ impl Pipeline {
             .intake
             .scan(&inbox)
             .map_err(io_err(format!("cannot read the inbox {}", inbox.display())))?;
-        for r in ready.iter().take(PER_TICK) {
+        // Counts files really taken: `busy` follows from it, and a file that
+        // cannot be moved must neither make the next tick come at once nor
+        // hold back the ready files after it.
+        let mut taken = 0;
+        for r in &ready {
+            if taken == PER_TICK {
+                break;
+            }
             // Journal first: a crash after this line finds the row and
             // finishes the move; a crash before it leaves the file untouched.
             let id = self.journal.add_file(&r.name, r.size)?;
@@ -346,9 +377,10 @@ impl Pipeline {
             }
             self.intake.taken(&r.name);
             self.mark_staged(&f, &staged)?;
+            taken += 1;
             info!(file = %r.name, id, bytes = r.size, "taken in");
         }
-        Ok(ready.len().min(PER_TICK))
+        Ok(taken)
     }
 
     /// Hash a staged file; one that cannot be read fails (with a receipt)
@@ -375,7 +407,9 @@ impl Pipeline {
 
     // ---- validate and package ----------------------------------------------
 
-    /// Validate and package up to PER_TICK staged files; true if more wait.
+    /// Validate and package up to PER_TICK staged files; true if more wait
+    /// and this pass got on (a full disk that fails every file must not
+    /// make the next tick come at once).
     fn process_staged(&mut self) -> Result<bool> {
         let staged = self.journal.files_in(FileState::Staged)?;
         if staged.is_empty() {
@@ -394,6 +428,7 @@ impl Pipeline {
             )
         })?;
         let more = staged.len() > PER_TICK;
+        let mut progressed = false;
         for f in staged.iter().take(PER_TICK) {
             // A bug must not become a crash loop on one input: a panic while
             // handling a file fails that file (with a receipt) and goes on.
@@ -401,7 +436,7 @@ impl Pipeline {
                 self.process_one(&validator, f)
             }));
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => progressed = true,
                 // Disk full while writing parts, say: the file stays staged
                 // and is packaged again next tick.
                 Ok(Err(PipelineError::Io(what, e))) => {
@@ -419,10 +454,11 @@ impl Pipeline {
                         None,
                         0,
                     )?;
+                    progressed = true;
                 }
             }
         }
-        Ok(more)
+        Ok(more && progressed)
     }
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
