@@ -88,7 +88,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str], config: &Path) -> Daemon {
+        Daemon::start_with(args, config, "info")
+    }
+
+    /// With `RUST_LOG=log`.
+    fn start_with(args: &[&str], config: &Path, log: &str) -> Daemon {
         let mut child = Command::new(bin())
+            .env("RUST_LOG", log)
             .args(args)
             .arg("--config")
             .arg(config)
@@ -116,15 +122,31 @@ impl Daemon {
     }
 
     fn logged(&self, text: &str) -> bool {
+        self.count(text) > 0
+    }
+
+    /// Log lines containing `text`.
+    fn count(&self, text: &str) -> usize {
         self.log
             .lock()
             .expect("log")
             .iter()
-            .any(|l| l.contains(text))
+            .filter(|l| l.contains(text))
+            .count()
     }
 
     fn log_text(&self) -> String {
         self.log.lock().expect("log").join("\n")
+    }
+
+    /// Wait (bounded) until `cond` holds, failing at once if the daemon stops.
+    fn wait_for(&mut self, what: &str, limit: Duration, cond: impl Fn(&Daemon) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            self.assert_running();
+            assert!(start.elapsed() < limit, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn assert_running(&mut self) {
@@ -368,5 +390,123 @@ poll_ms = {poll_ms}
             "{what} listed {n} times in {window:?} (poll {poll_ms} ms: at most {most})"
         );
     }
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// A read-only bind mount of a folder over itself; undone on drop.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> ReadOnly {
+        let run = |args: &[&str]| {
+            Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        assert!(
+            run(&["--bind"]),
+            "this test needs root to bind-mount {} (CI runs as root)",
+            dir.display()
+        );
+        let ro = ReadOnly(dir.to_path_buf());
+        assert!(run(&["-o", "remount,ro,bind"]), "remount read-only");
+        assert!(
+            fs::write(dir.join("probe"), "x").is_err(),
+            "{} is still writable",
+            dir.display()
+        );
+        ro
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn sim_once(ws: &Local, confirm_delay_ms: &str) {
+    let out = Command::new(bin())
+        .args([
+            "sim",
+            "--once",
+            "--confirm-delay-ms",
+            confirm_delay_ms,
+            "--root",
+        ])
+        .arg(ws.path("altinn"))
+        .output()
+        .expect("sim --once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_read_only_outbox_delays_receipts_and_read_events_and_never_stops_the_daemon() {
+    let ws = Local::new(100);
+    // Each failed try is a debug line; the outage is one warning.
+    let mut daemon = Daemon::start_with(&["run"], &ws.config(), "info,dpv_batch=debug");
+    // a.xml completes; its letters are read later (confirmations held back).
+    ws.drop_file("a.xml", &sample("valid/letters-bokmal.xml"));
+    wait_for("a.xml to be sent", Duration::from_secs(60), || {
+        names(&ws.path("altinn/upload")).len() == 1
+    });
+    sim_once(&ws, "3600000");
+    wait_for("a.xml's receipt", Duration::from_secs(60), || {
+        ws.path("outbox/a.xml.receipt.xml").exists()
+    });
+    // b.xml is sent; then the outbox becomes read-only, and Altinn answers
+    // b.xml and says a.xml's letters were read.
+    ws.drop_file("b.xml", &sample("valid/letters-nynorsk-english.xml"));
+    wait_for("b.xml to be sent", Duration::from_secs(60), || {
+        names(&ws.path("altinn/upload")).len() == 1
+    });
+    let outbox = ws.path("outbox");
+    let read_only = ReadOnly::mount(&outbox);
+    sim_once(&ws, "0");
+    // Both wait: the receipt is tried (and fails) several times, the event
+    // at least once, while the daemon keeps running.
+    daemon.wait_for("failed tries", Duration::from_secs(60), |d| {
+        d.count("b.xml.receipt.xml") >= 3 && d.count("a.xml.read-") >= 1
+    });
+    daemon.assert_running();
+    assert_eq!(
+        daemon.count("cannot write to the fagsystem's folders"),
+        1,
+        "one warning per outage:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(names(&outbox), vec!["a.xml.receipt.xml"]);
+
+    drop(read_only);
+    daemon.wait_for(
+        "the waiting receipt and read event",
+        Duration::from_secs(60),
+        |_| {
+            let n = names(&outbox);
+            n.contains(&"b.xml.receipt.xml".to_string())
+                && n.iter().any(|n| n.starts_with("a.xml.read-"))
+        },
+    );
+    daemon.wait_for("the all-clear", Duration::from_secs(10), |d| {
+        d.logged("can be written again")
+    });
+    daemon.assert_running();
+    assert_eq!(
+        daemon.count("can be written again"),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.count("cannot write to the fagsystem's folders"), 1);
+    let receipt = fs::read_to_string(outbox.join("b.xml.receipt.xml")).expect("receipt");
+    assert_eq!(outcome(&receipt), "Accepted");
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -29,12 +29,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
-use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
+use crate::journal::{
+    EventRow, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState,
+};
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{self, Inbound, Transport, TransportError};
@@ -101,10 +103,15 @@ impl Backoff {
     }
 
     fn failed(&mut self) -> Duration {
+        self.failed_upto(Self::MAX)
+    }
+
+    /// Like `failed`, with waits growing to at most `max`.
+    fn failed_upto(&mut self, max: Duration) -> Duration {
         let base = if self.delay.is_zero() {
             Duration::from_millis(500)
         } else {
-            (self.delay * 2).min(Self::MAX)
+            (self.delay * 2).min(max)
         };
         // Jitter of up to a quarter, from the clock's nanoseconds: enough to
         // keep several senders from retrying in step.
@@ -121,6 +128,55 @@ impl Backoff {
     fn succeeded(&mut self) {
         self.until = None;
         self.delay = Duration::ZERO;
+    }
+}
+
+/// Writing to the fagsystem's folders (receipts and read events to the
+/// outbox, inputs to archive/ or failed/) can fail for a while: a full disk,
+/// a read-only mount, a permission taken away. Nothing is lost then (the
+/// outcome and the reads are journalled, and every write can be repeated),
+/// so it is never a reason to stop: every such write is tried again, with
+/// backoff while nothing gets through, and the trouble is logged once when
+/// it starts and once when it is over, not on every try.
+struct Delivery {
+    backoff: Backoff,
+    /// The folders failed on the last try.
+    failing: bool,
+}
+
+impl Delivery {
+    /// Longest wait between two tries: an operator who fixes the outbox
+    /// sees the receipts within this.
+    const MAX_WAIT: Duration = Duration::from_secs(30);
+
+    /// After a pass that wrote `written` files and failed on `failures`.
+    fn after(&mut self, written: usize, failures: &[String]) {
+        let Some(first) = failures.first() else {
+            if self.failing {
+                info!(
+                    written,
+                    "the outbox, archive and failed folders can be written again"
+                );
+            }
+            self.failing = false;
+            self.backoff.succeeded();
+            return;
+        };
+        if !self.failing {
+            warn!(
+                error = %first,
+                waiting = failures.len(),
+                "cannot write to the fagsystem's folders; receipts and read events wait (journalled) and are tried again until it works"
+            );
+            self.failing = true;
+        }
+        if written == 0 {
+            self.backoff.failed_upto(Self::MAX_WAIT);
+        } else {
+            // Others got through: the folders work, these files have a
+            // problem of their own; try them again next tick.
+            self.backoff.succeeded();
+        }
     }
 }
 
@@ -160,6 +216,8 @@ pub struct Pipeline {
     last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
+    /// Writing receipts, read events and inputs to the fagsystem's folders.
+    delivery: Delivery,
     /// When the remote folders may be listed again: at most once per
     /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
     /// real server never sees us list more often than configured.
@@ -204,6 +262,13 @@ impl Pipeline {
             transport_error: None,
             receipts_seen: false,
             remote_due: Instant::now(),
+            delivery: Delivery {
+                backoff: Backoff {
+                    until: None,
+                    delay: Duration::ZERO,
+                },
+                failing: false,
+            },
             last_metrics: String::new(),
             _lock: lock,
         })
@@ -283,8 +348,12 @@ impl Pipeline {
             }
         }
         self.settle_submitted()?;
-        tick.finished = self.finish()?;
-        self.write_events()?;
+        if self.delivery.backoff.ready() {
+            let mut failures = Vec::new();
+            tick.finished = self.finish(&mut failures)?;
+            let events = self.write_events(&mut failures)?;
+            self.delivery.after(tick.finished + events, &failures);
+        }
         self.write_metrics();
         tick.open = self.journal.open_files()?;
         tick.busy =
@@ -886,7 +955,9 @@ impl Pipeline {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<usize> {
+    /// Write the receipts of files whose outcome is known; a write that
+    /// fails is added to `failures` (see [`Delivery`]).
+    fn finish(&mut self, failures: &mut Vec<String>) -> Result<usize> {
         let files = self.journal.files_in(FileState::Finishing)?;
         let mut n = 0;
         for f in files {
@@ -894,11 +965,12 @@ impl Pipeline {
             match self.finish_one(f) {
                 Ok(()) => n += 1,
                 // A full disk or a bad permission on the outbox: nothing is
-                // lost (the outcome is journalled); try again next tick.
+                // lost (the outcome is journalled); try again later.
                 // (The reason column keeps the outcome's reason for the receipt,
                 // so the delay is only logged.)
                 Err(PipelineError::Io(what, e)) => {
-                    warn!(file = %name, id, error = %e, "{what}; will try again");
+                    debug!(file = %name, id, error = %e, "{what}; will try again");
+                    failures.push(format!("{what}: {e}"));
                 }
                 Err(other) => return Err(other),
             }
@@ -980,23 +1052,37 @@ impl Pipeline {
         Ok(())
     }
 
-    fn write_events(&mut self) -> Result<()> {
+    /// Write the read events not yet in the outbox; a write that fails is
+    /// added to `failures` (see [`Delivery`]), exactly like a receipt.
+    fn write_events(&mut self, failures: &mut Vec<String>) -> Result<usize> {
         self.journal.plan_read_events()?;
+        let mut n = 0;
         for e in self.journal.unwritten_events()? {
-            let path = self.cfg.paths.outbox.join(&e.outbox_name);
-            if !e.staged {
-                let file = self.journal.file(e.file_id)?;
-                let reads = self.journal.event_letters(e.id)?;
-                let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
-                durable::write_staged(&path, xml.as_bytes())
-                    .map_err(io_err(format!("cannot write {}", path.display())))?;
-                self.journal.set_event_written(e.id, 1)?;
-                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+            match self.write_event(&e) {
+                Ok(()) => n += 1,
+                Err(PipelineError::Io(what, err)) => {
+                    debug!(event = %e.outbox_name, error = %err, "{what}; will try again");
+                    failures.push(format!("{what}: {err}"));
+                }
+                Err(other) => return Err(other),
             }
-            durable::publish(&path)
-                .map_err(io_err(format!("cannot publish {}", path.display())))?;
-            self.journal.set_event_written(e.id, 2)?;
         }
+        Ok(n)
+    }
+
+    fn write_event(&mut self, e: &EventRow) -> Result<()> {
+        let path = self.cfg.paths.outbox.join(&e.outbox_name);
+        if !e.staged {
+            let file = self.journal.file(e.file_id)?;
+            let reads = self.journal.event_letters(e.id)?;
+            let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
+            durable::write_staged(&path, xml.as_bytes())
+                .map_err(io_err(format!("cannot write {}", path.display())))?;
+            self.journal.set_event_written(e.id, 1)?;
+            info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+        }
+        durable::publish(&path).map_err(io_err(format!("cannot publish {}", path.display())))?;
+        self.journal.set_event_written(e.id, 2)?;
         Ok(())
     }
 
