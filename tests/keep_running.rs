@@ -510,3 +510,121 @@ fn a_read_only_outbox_delays_receipts_and_read_events_and_never_stops_the_daemon
     assert_eq!(outcome(&receipt), "Accepted");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// `dpv-batch ARGS` run as the unprivileged user `nobody` (through
+/// `setpriv`; the tests run as root, and root may write anywhere).
+fn as_nobody(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--",
+            bin(),
+        ])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("setpriv (util-linux) runs dpv-batch as nobody; this test needs root")
+}
+
+#[test]
+fn status_works_for_a_user_who_cannot_write_the_state_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Local::new(100);
+    // Others may look (as an operator's group would), not write.
+    fs::set_permissions(ws.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    ws.drop_file("a.xml", &sample("valid/letters-bokmal.xml"));
+    let mut daemon = Daemon::start(&["run"], &ws.config());
+    daemon.wait_for("a.xml to be submitted", Duration::from_secs(60), |_| {
+        let out = Command::new(bin())
+            .args(["status", "--json", "--config"])
+            .arg(ws.config())
+            .output()
+            .expect("status");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|j| j[0]["state"] == "submitted")
+    });
+    let state = ws.path("state");
+    let check = |when: &str| {
+        // Proof that nobody cannot write there (else this proves nothing).
+        let probe = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "touch",
+            ])
+            .arg(state.join("probe"))
+            .status()
+            .expect("setpriv");
+        assert!(!probe.success(), "nobody can write {}", state.display());
+        let out = as_nobody(&["status", "--json"], &ws.config());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{when}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json[0]["name"], "a.xml", "{when}");
+        assert_eq!(json[0]["state"], "submitted", "{when}");
+        let out = as_nobody(&["status"], &ws.config());
+        assert_eq!(out.status.code(), Some(0), "{when}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("a.xml"),
+            "{when}"
+        );
+    };
+    check("while the daemon runs");
+    assert_eq!(daemon.stop(), Some(0));
+    assert!(
+        !state.join("journal.sqlite-wal").exists(),
+        "a clean stop leaves no WAL"
+    );
+    check("after the daemon stopped");
+}
+
+#[test]
+fn status_into_a_closed_pipe_exits_quietly() {
+    let ws = Local::new(100);
+    for i in 0..3 {
+        ws.drop_file(
+            &format!("file-{i:02}.xml"),
+            format!("not xml {i}").as_bytes(),
+        );
+    }
+    let out = Command::new(bin())
+        .args(["run", "--once", "--timeout", "60s", "--config"])
+        .arg(ws.config())
+        .output()
+        .expect("run --once");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for json in [true, false] {
+        // `status | head -c 10` once head has gone: a pipe whose reading end
+        // is closed before status starts, so every write meets EPIPE.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(bin())
+            .arg("status")
+            .args(json.then_some("--json"))
+            .arg("--config")
+            .arg(ws.config())
+            .stdout(writer)
+            .output()
+            .expect("status");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "json {json}: status panicked: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "json {json}: {stderr}");
+        assert!(stderr.is_empty(), "json {json}: quietly, not: {stderr}");
+    }
+}
