@@ -632,7 +632,7 @@ impl Pipeline {
         let packed =
             match package::passthrough(&staged, &dir, &opts, &known).and_then(|p| match p {
                 Some(p) => Ok(p),
-                None => package::package(&staged, &dir, &opts),
+                None => package::package(&staged, &dir, &opts, report.package.as_ref()),
             }) {
                 Ok(p) => p,
                 Err(PackError::Input(m)) => {

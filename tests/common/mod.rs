@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod sftp;
+pub mod zips;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dpv-batch")
