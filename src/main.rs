@@ -362,16 +362,18 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     };
     match dpv_batch::status::report(&cfg) {
         Ok(report) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.files).unwrap_or_default()
-                );
+            let text = if json {
+                serde_json::to_string_pretty(&report.files).unwrap_or_default() + "\n"
             } else {
-                print!("{}", dpv_batch::status::header(&report));
-                print!("{}", dpv_batch::status::text(&report.files));
+                dpv_batch::status::header(&report) + &dpv_batch::status::text(&report.files)
+            };
+            match print_stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dpv-batch status: cannot write the output: {e}");
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("dpv-batch status: {e}");
@@ -380,10 +382,21 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
+/// Write `text` to standard output. A reader that went away (`| head`)
+/// is no error: it has what it wanted, so we stop quietly (`println!`
+/// would panic).
+fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn check_config(config: &std::path::Path) -> ExitCode {
     match load_config(config) {
         Ok(_) => {
-            println!("{}: OK", config.display());
+            let _ = print_stdout(&format!("{}: OK\n", config.display()));
             ExitCode::SUCCESS
         }
         Err(code) => code,
