@@ -28,6 +28,12 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Altinn2,
+    Altinn3,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check batch files (XML or export-package .zip): reading, Altinn's XSD,
@@ -46,6 +52,14 @@ enum Command {
         /// List at most this many errors per file (all are counted).
         #[arg(long, default_value_t = 1000)]
         max_errors: usize,
+        /// What the files must be fit for: altinn2 (the batch itself), or
+        /// altinn3 (also the A3 rules: what Altinn 3 would refuse).
+        #[arg(long, value_enum, default_value = "altinn2")]
+        target: Target,
+        /// With --target altinn3: the dpv-batch config whose
+        /// [transport.altinn3] (resources, default_body) is used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Files to check.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -151,6 +165,8 @@ fn main() -> ExitCode {
             schema,
             max_attachment_bytes,
             max_errors,
+            target,
+            config,
             paths,
         } => {
             let mut options = Options::default();
@@ -158,7 +174,24 @@ fn main() -> ExitCode {
             options.package.max_entry_bytes =
                 options.package.max_entry_bytes.max(max_attachment_bytes);
             options.max_errors = max_errors;
-            validate(format, schema, options, &paths)
+            let altinn3 = match (target, &config) {
+                (Target::Altinn2, None) => None,
+                (Target::Altinn2, Some(_)) => {
+                    eprintln!("dpv-batch validate: --config is for --target altinn3");
+                    return ExitCode::from(2);
+                }
+                (Target::Altinn3, config) => {
+                    match dpv_batch::altinn3::letters::SplitOptions::for_validate(config.as_deref())
+                    {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            eprintln!("dpv-batch validate: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            validate(format, schema, options, altinn3.as_ref(), &paths)
         }
         Command::Gen {
             letters,
@@ -252,6 +285,7 @@ fn validate(
     format: Format,
     schema: Option<PathBuf>,
     options: Options,
+    altinn3: Option<&dpv_batch::altinn3::letters::SplitOptions>,
     paths: &[PathBuf],
 ) -> ExitCode {
     let validator = match &schema {
@@ -271,7 +305,10 @@ fn validate(
     let mut reports = Vec::with_capacity(paths.len());
     let mut stdout = std::io::stdout().lock();
     for path in paths {
-        let r = validator.validate_path(path);
+        let mut r = validator.validate_path(path);
+        if let Some(opts) = altinn3 {
+            dpv_batch::altinn3::rules::add_to_report(&mut r, path, opts);
+        }
         if let Format::Text = format {
             let _ = stdout.write_all(report::text(&r).as_bytes());
         }

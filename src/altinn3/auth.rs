@@ -595,6 +595,115 @@ mod tests {
         assert!(!format!("{t:?}").contains("secret.token"));
     }
 
+    /// The test key, copied to `dir` with mode `mode`; a config using it.
+    pub(crate) fn test_config(dir: &std::path::Path, mode: u32) -> Altinn3Config {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("client.pem");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/altinn3/client.pem"
+            ),
+            &key,
+        )
+        .unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut cfg = Altinn3Config::new("test-client-id", key);
+        cfg.key_id = Some("test-kid".into());
+        cfg.fill_defaults();
+        cfg
+    }
+
+    #[test]
+    fn the_grant_verifies_with_the_public_key_and_has_only_the_allowed_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path(), 0o600);
+        let signer = Signer::load(&cfg).unwrap();
+        assert!(!format!("{signer:?}").contains("BEGIN"));
+        let now = SystemTime::now();
+        let grant = signer.grant(now).unwrap();
+        let other = signer.grant(now).unwrap();
+        let public = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/altinn3/client.pub.pem"
+        ))
+        .unwrap();
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap();
+        let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+        v.set_audience(&["https://test.maskinporten.no/"]);
+        v.set_issuer(&["test-client-id"]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(grant.expose(), &key, &v).unwrap();
+        assert_eq!(data.header.kid.as_deref(), Some("test-kid"));
+        assert_eq!(data.header.alg, Algorithm::RS256);
+        assert!(data.header.x5c.is_none());
+        let claims = data.claims.as_object().unwrap();
+        let mut names: Vec<&str> = claims.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["aud", "exp", "iat", "iss", "jti", "scope"]);
+        let iat = claims["iat"].as_u64().unwrap();
+        assert_eq!(claims["exp"].as_u64().unwrap() - iat, GRANT_SECONDS);
+        assert_eq!(claims["scope"], "eformidling:dpv");
+        let jti = claims["jti"].as_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(jti).unwrap().get_version_num(), 4);
+        // Every grant is single-use: a new jti each time.
+        let data2 = jsonwebtoken::decode::<serde_json::Value>(other.expose(), &key, &v).unwrap();
+        assert_ne!(data2.claims["jti"], claims["jti"]);
+    }
+
+    #[test]
+    fn direct_route_scopes_and_x5c() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path(), 0o600);
+        cfg.route = crate::config::Route::Direct;
+        cfg.scopes.clear();
+        cfg.key_id = None;
+        let chain = dir.path().join("chain.pem");
+        std::fs::write(
+            &chain,
+            "-----BEGIN CERTIFICATE-----\nTUlJ\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        cfg.certificate_chain = Some(chain);
+        cfg.fill_defaults();
+        let grant = Signer::load(&cfg)
+            .unwrap()
+            .grant(SystemTime::now())
+            .unwrap();
+        let header = jsonwebtoken::decode_header(grant.expose()).unwrap();
+        assert_eq!(header.x5c, Some(vec!["TUlJ".to_string()]));
+        assert!(header.kid.is_none());
+        let payload = grant.expose().split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            claims["scope"],
+            "altinn:serviceowner altinn:correspondence.write"
+        );
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path(), 0o644);
+        let e = Signer::load(&cfg).unwrap_err();
+        assert_eq!(e.step, Step::Key);
+        assert!(e.message.contains("chmod 600"), "{}", e.message);
+        // Not a key at all: named, never printed.
+        let cfg = test_config(dir.path(), 0o600);
+        std::fs::write(&cfg.private_key, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n").unwrap();
+        let e = Signer::load(&cfg).unwrap_err();
+        assert!(
+            e.message.contains("not an RSA private key"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("c2VjcmV0"));
+    }
+
     #[test]
     fn certificate_chains() {
         let pem = "-----BEGIN CERTIFICATE-----\nTUlJ\nQkFB\n-----END CERTIFICATE-----\n\

@@ -878,11 +878,8 @@ fn created(l: &LetterMeta, r: InitializeResponse) -> SendOutcome {
 }
 
 fn verdict_of(a: &Answer) -> Verdict {
-    match classify(a.status.as_u16(), &a.headers, &a.body) {
-        // A 401 after the one refresh.
-        Verdict::Unauthorized(p) => Verdict::Unauthorized(p),
-        v => v,
-    }
+    // A 401 here comes after the one refresh `call` makes.
+    classify(a.status.as_u16(), &a.headers, &a.body)
 }
 
 fn call_error(v: Verdict) -> CallError {

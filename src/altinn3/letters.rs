@@ -64,6 +64,41 @@ impl SplitOptions {
     }
 }
 
+impl SplitOptions {
+    /// For `validate --target altinn3`: the `[transport.altinn3]` of a
+    /// config file, or without one the two resources known to exist
+    /// (4255/10 and 5504/1, issue 8) and the default body. Nothing is written.
+    pub fn for_validate(config: Option<&Path>) -> Result<SplitOptions, String> {
+        let cfg = match config {
+            Some(path) => {
+                let c = crate::config::Config::load(path).map_err(|e| e.to_string())?;
+                c.transport.altinn3.ok_or_else(|| {
+                    format!("{} has no [transport.altinn3] section", path.display())
+                })?
+            }
+            None => {
+                use crate::config::ResourceEntry;
+                let mut c = crate::config::Altinn3Config::new("", PathBuf::new());
+                c.resources.insert(
+                    "4255/10".into(),
+                    ResourceEntry::Id("eformidling-dpv-administrasjon".into()),
+                );
+                c.resources.insert(
+                    "5504/1".into(),
+                    ResourceEntry::Table {
+                        resource: "eformidling-dpv-taushetsbelagt".into(),
+                        confidential: true,
+                    },
+                );
+                c
+            }
+        };
+        let mut o = SplitOptions::new(&cfg, Uuid::nil(), 0);
+        o.write_files = false;
+        Ok(o)
+    }
+}
+
 /// One attachment file of a letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentMeta {
@@ -178,6 +213,29 @@ pub fn check(input: &mut dyn Read, opts: &SplitOptions) -> Result<Vec<LetterMeta
     let mut o = opts.clone();
     o.write_files = false;
     read_letters(input, Path::new(""), &o)
+}
+
+/// [`check`] on a file: a batch XML, or the batch inside an export package
+/// (`.zip`; its attachments are not opened, the A3 rules need their names only).
+pub fn check_path(path: &Path, opts: &SplitOptions) -> Result<Vec<LetterMeta>, SplitError> {
+    let mut file = File::open(path)?;
+    if crate::validate::package::is_zip(&mut file)? {
+        let mut archive = zip::ZipArchive::new(file)
+            .map_err(|e| SplitError::Input(format!("the export package cannot be read: {e}")))?;
+        let index = (0..archive.len())
+            .find(|&i| {
+                archive
+                    .name_for_index(i)
+                    .is_some_and(|n| !n.contains('/') && n.to_ascii_lowercase().ends_with(".xml"))
+            })
+            .ok_or_else(|| SplitError::Input("the export package has no batch XML".into()))?;
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| SplitError::Input(format!("the export package cannot be read: {e}")))?;
+        check(&mut entry, opts)
+    } else {
+        check(&mut io::BufReader::with_capacity(256 * 1024, file), opts)
+    }
 }
 
 fn read_letters(

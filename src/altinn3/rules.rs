@@ -389,6 +389,29 @@ pub fn check(l: &A2Letter, req: &InitializeCorrespondences, ctx: &Context) -> Ve
     out
 }
 
+/// `validate --target altinn3`: add the A3 findings of the file at `path`
+/// to its report. Skipped when the file could not be read as XML (the
+/// reading errors say why); an A3 pass that cannot read it adds one finding.
+pub fn add_to_report(
+    report: &mut crate::validate::FileReport,
+    path: &std::path::Path,
+    opts: &super::letters::SplitOptions,
+) {
+    if report.errors.iter().any(|f| f.layer == Layer::Reading) {
+        return;
+    }
+    let found: Vec<Finding> = match super::letters::check_path(path, opts) {
+        Ok(letters) => letters.into_iter().flat_map(|l| l.refused).collect(),
+        Err(e) => vec![finding("A3000", Pos::default(), e.to_string())],
+    };
+    if found.is_empty() {
+        return;
+    }
+    report.valid = false;
+    report.errors.extend(found);
+    report.errors.sort_by_key(|f| (f.line, f.column));
+}
+
 fn unreadable_date(field: &str, t: &Text) -> Finding {
     finding(
         "A3014",
