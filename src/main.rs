@@ -121,6 +121,17 @@ enum Command {
     /// answer batches in DIR/upload with receipts, then read confirmations.
     #[command(display_order = 6)]
     Sim(SimArgs),
+    /// Split a packaged part into Altinn 3 letter folders (developer tool;
+    /// bench/altinn3-split.sh uses it). Prints one line per letter.
+    #[command(hide = true)]
+    Altinn3Split {
+        /// The dpv-batch config ([transport.altinn3] is used); without it the
+        /// two published resources (4255/10, 5504/1).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        part: PathBuf,
+        out_dir: PathBuf,
+    },
     /// Upload one file with the configured transport (developer tool; the
     /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
     #[command(hide = true)]
@@ -155,6 +166,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Sim(args) => dpv_batch::sim::cli::main(args),
+        Command::Altinn3Split {
+            config,
+            part,
+            out_dir,
+        } => altinn3_split(config.as_deref(), &part, &out_dir),
         Command::SftpPut {
             config,
             name,
@@ -217,6 +233,41 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+fn altinn3_split(
+    config: Option<&std::path::Path>,
+    part: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> ExitCode {
+    use dpv_batch::altinn3::letters;
+    let result = letters::SplitOptions::for_validate(config).and_then(|mut o| {
+        o.write_files = true;
+        letters::split(part, out_dir, &o).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(letters) => {
+            for l in &letters {
+                let verdict = match l.refused.first() {
+                    None => "ok".to_string(),
+                    Some(f) => format!("refused {}: {}", f.code, f.message),
+                };
+                println!(
+                    "L{:05} {} {} attachments={} bytes={} {verdict}",
+                    l.index,
+                    l.senders_reference,
+                    l.idempotent_key,
+                    l.attachments.len(),
+                    l.attachment_bytes()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch altinn3-split: {e}");
+            ExitCode::from(2)
         }
     }
 }
