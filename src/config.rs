@@ -132,6 +132,8 @@ pub struct Transport {
     pub kind: TransportKind,
     pub local: Option<LocalTransport>,
     pub sftp: Option<SftpTransport>,
+    /// `[transport.altinn3]`: the Altinn 3 Correspondence API (see altinn3 below).
+    pub altinn3: Option<Altinn3Config>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -441,6 +443,13 @@ impl Config {
         if let Some(local) = self.transport.local.as_mut() {
             fix(&mut local.root);
         }
+        if let Some(a3) = self.transport.altinn3.as_mut() {
+            fix(&mut a3.private_key);
+            if let Some(p) = a3.certificate_chain.as_mut() {
+                fix(p);
+            }
+            a3.fill_defaults();
+        }
         if let Some(sftp) = self.transport.sftp.as_mut() {
             fix(&mut sftp.private_key);
             if let Some(p) = sftp.private_key_passphrase_file.as_mut() {
@@ -524,12 +533,516 @@ impl Config {
                 None => problems.push("transport.kind is \"sftp\" but there is no [transport.sftp] section (host, user, private_key, known_hosts)".into()),
                 Some(sftp) => problems.extend(sftp.check()),
             },
-            TransportKind::Altinn3 => problems.push(format!(
-                "transport.kind {:?} is not available in this version; use \"local\" or \"sftp\"",
-                self.transport.kind
-            )),
+            TransportKind::Altinn3 => match &self.transport.altinn3 {
+                None => problems.push("transport.kind is \"altinn3\" but there is no [transport.altinn3] section (client_id, private_key, key_id, resources; see docs/altinn3.md)".into()),
+                Some(a3) => problems.extend(a3.check()),
+            },
         }
         problems
+    }
+}
+
+pub use altinn3::{Altinn3Config, Environment, ReceiptAfter, ResourceEntry, Route};
+
+/// `[transport.altinn3]`: the Altinn 3 Correspondence API. The keys are a
+/// contract (issue 8; tests outside the project write them); everything but
+/// `client_id`, `private_key`, a key id or certificate, and the resources
+/// table has a default. See docs/altinn3.md.
+pub mod altinn3 {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Environment {
+        /// Altinn's test environment (TT02) and Maskinporten's test.
+        #[default]
+        Tt02,
+        Production,
+        /// Every URL given in the config (the simulator, a proxy of your own).
+        Custom,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Route {
+        /// Through Digdir's eFormidling DPV proxy (scope eformidling:dpv, an
+        /// access list entry); Digdir is the service owner in Altinn.
+        #[default]
+        EformidlingProxy,
+        /// Straight to Altinn with a Correspondence resource of your own.
+        Direct,
+    }
+
+    /// When a file's receipt is written.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ReceiptAfter {
+        /// Once Altinn has answered for every letter (created or refused).
+        #[default]
+        Created,
+        /// Once every created letter is Published or Failed.
+        Published,
+    }
+
+    /// A value of `[transport.altinn3.resources]`: a resource id, or a
+    /// table `{ resource, confidential }`.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[serde(untagged)]
+    pub enum ResourceEntry {
+        Id(String),
+        Table {
+            resource: String,
+            #[serde(default)]
+            confidential: bool,
+        },
+    }
+
+    impl ResourceEntry {
+        pub fn resource(&self) -> &str {
+            match self {
+                ResourceEntry::Id(r) | ResourceEntry::Table { resource: r, .. } => r,
+            }
+        }
+        pub fn confidential(&self) -> bool {
+            matches!(
+                self,
+                ResourceEntry::Table {
+                    confidential: true,
+                    ..
+                }
+            )
+        }
+    }
+
+    #[derive(Debug, Clone, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Altinn3Config {
+        #[serde(default)]
+        pub environment: Environment,
+        #[serde(default)]
+        pub route: Route,
+        /// What `/correspondence` and `/attachment` are appended to. Empty:
+        /// the environment's URL for the route.
+        #[serde(default)]
+        pub api_base: String,
+        /// Maskinporten's token endpoint. Empty: the environment's.
+        #[serde(default)]
+        pub token_url: String,
+        /// Maskinporten's issuer id (`aud` of the grant). Empty: the environment's.
+        #[serde(default)]
+        pub audience: String,
+        /// Altinn's token exchange. Not given: the environment's; `""`: send
+        /// the Maskinporten token itself (direct route only).
+        #[serde(default)]
+        pub exchange_url: Option<String>,
+        pub client_id: String,
+        /// The RS256 private key (PEM) the grant is signed with; mode 0600.
+        pub private_key: PathBuf,
+        /// The key's id as registered with Maskinporten (`kid`)...
+        #[serde(default)]
+        pub key_id: Option<String>,
+        /// ...or the business certificate chain (PEM), sent as `x5c`.
+        #[serde(default)]
+        pub certificate_chain: Option<PathBuf>,
+        /// Not given: the route's (`eformidling:dpv`, or
+        /// `altinn:serviceowner altinn:correspondence.write`).
+        #[serde(default)]
+        pub scopes: Vec<String>,
+        /// Letters in flight at once.
+        #[serde(default = "default_concurrency")]
+        pub concurrency: usize,
+        /// Our own limit of calls per second (0: none; 429s are honoured anyway).
+        #[serde(default)]
+        pub max_requests_per_second: u32,
+        /// Status polling of sent letters; backs off as they age.
+        #[serde(default = "default_poll_interval", deserialize_with = "duration")]
+        pub poll_interval: Duration,
+        /// ServiceCode/ServiceEdition (`"4255/10"`, or `"4255"` for any
+        /// edition) → Altinn 3 resource.
+        #[serde(default)]
+        pub resources: BTreeMap<String, ResourceEntry>,
+        /// The body of a letter without MessageBody (Altinn 3 requires one).
+        #[serde(default = "default_body")]
+        pub default_body: String,
+        /// `messageSender`: the name shown as sender (the batch has no such field).
+        #[serde(default)]
+        pub message_sender: Option<String>,
+        /// Subject of notification e-mails (Altinn II's DPV templates had a fixed one).
+        #[serde(default = "default_email_subject")]
+        pub email_subject: String,
+        /// Attachments larger than this (bytes) go through the attachment API
+        /// (`POST /attachment`, upload, wait for Published); smaller ones in
+        /// the multipart `POST /correspondence/upload`.
+        #[serde(default = "default_upload_threshold")]
+        pub attachment_upload_threshold: u64,
+        #[serde(default)]
+        pub receipt_after: ReceiptAfter,
+        /// A letter still unpublished this long after its requested publish
+        /// time shows as overdue in `status`.
+        #[serde(default = "default_overdue_after", deserialize_with = "duration")]
+        pub overdue_after: Duration,
+        /// Longest wait for one HTTP call (an attachment upload included).
+        #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+        pub request_timeout: Duration,
+        #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+        pub connect_timeout: Duration,
+    }
+
+    fn default_concurrency() -> usize {
+        16
+    }
+    fn default_poll_interval() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// What eFormidling sends for a DPV message without content.
+    fn default_body() -> String {
+        "Ingen innhold".into()
+    }
+    fn default_email_subject() -> String {
+        "Melding mottatt i Altinn".into()
+    }
+    fn default_upload_threshold() -> u64 {
+        50 * 1024 * 1024
+    }
+    fn default_overdue_after() -> Duration {
+        Duration::from_secs(3600)
+    }
+    fn default_request_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    fn default_connect_timeout() -> Duration {
+        Duration::from_secs(15)
+    }
+
+    fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"
+            ))
+        })
+    }
+
+    /// Where an environment's services are, per route.
+    struct Urls {
+        api_direct: &'static str,
+        api_proxy: &'static str,
+        token_url: &'static str,
+        audience: &'static str,
+        exchange_url: &'static str,
+    }
+
+    const TT02: Urls = Urls {
+        api_direct: "https://platform.tt02.altinn.no/correspondence/api/v1",
+        api_proxy: "https://test.eformidling.no/altinn-proxy/correspondence/api/v1",
+        token_url: "https://test.maskinporten.no/token",
+        audience: "https://test.maskinporten.no/",
+        exchange_url: "https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten",
+    };
+    const PRODUCTION: Urls = Urls {
+        api_direct: "https://platform.altinn.no/correspondence/api/v1",
+        api_proxy: "https://eformidling.no/altinn-proxy/correspondence/api/v1",
+        token_url: "https://maskinporten.no/token",
+        audience: "https://maskinporten.no/",
+        exchange_url: "https://platform.altinn.no/authentication/api/v1/exchange/maskinporten",
+    };
+
+    /// A resource id as Altinn accepts it (`ResourceIdentifierAttribute`).
+    pub fn is_resource_id(id: &str) -> bool {
+        let bare = id.strip_prefix("urn:altinn:resource:").unwrap_or(id);
+        !bare.is_empty() && bare.chars().count() <= 255 && !bare.contains(':')
+    }
+
+    impl Altinn3Config {
+        /// A section with every default (tests, tools): `custom` URLs left empty.
+        pub fn new(client_id: &str, private_key: PathBuf) -> Altinn3Config {
+            Altinn3Config {
+                environment: Environment::Tt02,
+                route: Route::EformidlingProxy,
+                api_base: String::new(),
+                token_url: String::new(),
+                audience: String::new(),
+                exchange_url: None,
+                client_id: client_id.into(),
+                private_key,
+                key_id: None,
+                certificate_chain: None,
+                scopes: Vec::new(),
+                concurrency: default_concurrency(),
+                max_requests_per_second: 0,
+                poll_interval: default_poll_interval(),
+                resources: BTreeMap::new(),
+                default_body: default_body(),
+                message_sender: None,
+                email_subject: default_email_subject(),
+                attachment_upload_threshold: default_upload_threshold(),
+                receipt_after: ReceiptAfter::Created,
+                overdue_after: default_overdue_after(),
+                request_timeout: default_request_timeout(),
+                connect_timeout: default_connect_timeout(),
+            }
+        }
+
+        /// Fill what was not given from the environment and route.
+        pub fn fill_defaults(&mut self) {
+            let urls = match self.environment {
+                Environment::Tt02 => Some(&TT02),
+                Environment::Production => Some(&PRODUCTION),
+                Environment::Custom => None,
+            };
+            if let Some(u) = urls {
+                let fill = |v: &mut String, d: &str| {
+                    if v.trim().is_empty() {
+                        *v = d.to_string();
+                    }
+                };
+                let api = match self.route {
+                    Route::Direct => u.api_direct,
+                    Route::EformidlingProxy => u.api_proxy,
+                };
+                fill(&mut self.api_base, api);
+                fill(&mut self.token_url, u.token_url);
+                fill(&mut self.audience, u.audience);
+                if self.exchange_url.is_none() {
+                    self.exchange_url = Some(u.exchange_url.to_string());
+                }
+            }
+            if self.scopes.is_empty() {
+                self.scopes = match self.route {
+                    Route::EformidlingProxy => vec!["eformidling:dpv".into()],
+                    Route::Direct => vec![
+                        "altinn:serviceowner".into(),
+                        "altinn:correspondence.write".into(),
+                    ],
+                };
+            }
+            while self.api_base.ends_with('/') {
+                self.api_base.pop();
+            }
+        }
+
+        /// The exchange URL, or `None` when the Maskinporten token is sent as it is.
+        pub fn exchange(&self) -> Option<&str> {
+            self.exchange_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+        }
+
+        /// The resource for a service, by `CODE/EDITION`, then `CODE`.
+        pub fn resource_for(&self, code: &str, edition: Option<&str>) -> Option<&ResourceEntry> {
+            lookup_resource(&self.resources, code, edition)
+        }
+
+        /// Every problem with this section (prefixed `transport.altinn3.`).
+        pub fn check(&self) -> Vec<String> {
+            let mut problems = Vec::new();
+            let k = "transport.altinn3";
+            for (key, value) in [
+                ("api_base", &self.api_base),
+                ("token_url", &self.token_url),
+                ("audience", &self.audience),
+            ] {
+                if value.trim().is_empty() {
+                    problems.push(format!(
+                        "{k}.{key} is not given; with environment = \"custom\" every URL must be \
+                         (api_base, token_url, audience, exchange_url)"
+                    ));
+                } else if let Some(p) = url_problem(value) {
+                    problems.push(format!("{k}.{key} ({value}) {p}"));
+                }
+            }
+            match &self.exchange_url {
+                None => problems.push(format!(
+                    "{k}.exchange_url is not given; with environment = \"custom\" give the \
+                     exchange URL, or \"\" to send the Maskinporten token itself"
+                )),
+                Some(u) if u.trim().is_empty() => {
+                    if self.route == Route::EformidlingProxy {
+                        problems.push(format!(
+                            "{k}.exchange_url is \"\", but the eformidling-proxy route only takes \
+                             an Altinn token; give Altinn's exchange URL"
+                        ));
+                    }
+                }
+                Some(u) => {
+                    if let Some(p) = url_problem(u) {
+                        problems.push(format!("{k}.exchange_url ({u}) {p}"));
+                    }
+                }
+            }
+            if self.client_id.trim().is_empty() {
+                problems.push(format!(
+                    "{k}.client_id is empty; give the Maskinporten client's id"
+                ));
+            }
+            if let Err(e) = private_key_problem(&self.private_key) {
+                problems.push(format!("{k}.private_key: {e}"));
+            }
+            match (&self.key_id, &self.certificate_chain) {
+                (None, None) => problems.push(format!(
+                    "{k} needs key_id (the kid of the key registered with Maskinporten) or \
+                     certificate_chain (a PEM file with the business certificate chain)"
+                )),
+                (Some(_), Some(_)) => problems.push(format!(
+                    "{k} has both key_id and certificate_chain; give one (key_id for a key \
+                     registered with the client, certificate_chain for a business certificate)"
+                )),
+                (Some(kid), None) if kid.trim().is_empty() => {
+                    problems.push(format!("{k}.key_id is empty"))
+                }
+                (None, Some(path)) => {
+                    if let Err(e) = std::fs::read(path) {
+                        problems.push(format!(
+                            "{k}.certificate_chain ({}) cannot be read: {e}",
+                            path.display()
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            if self
+                .scopes
+                .iter()
+                .any(|s| s.trim().is_empty() || s.contains(' '))
+            {
+                problems.push(format!(
+                    "{k}.scopes has an empty scope or one with a space; list each scope on its own"
+                ));
+            }
+            if self.concurrency == 0 || self.concurrency > 256 {
+                problems.push(format!(
+                    "{k}.concurrency is {}; use 1 to 256 (16 is the default)",
+                    self.concurrency
+                ));
+            }
+            if self.poll_interval < Duration::from_secs(1) {
+                problems.push(format!("{k}.poll_interval is under a second; use 60s"));
+            }
+            if self.resources.is_empty() {
+                problems.push(format!(
+                    "{k}.resources is empty; map each ServiceCode/ServiceEdition you send to its \
+                     Altinn 3 resource, e.g. \"4255/10\" = \"eformidling-dpv-administrasjon\""
+                ));
+            }
+            for (service, entry) in &self.resources {
+                let ok_key = match service.split_once('/') {
+                    Some((c, e)) => is_code(c) && is_code(e),
+                    None => is_code(service),
+                };
+                if !ok_key {
+                    problems.push(format!(
+                        "{k}.resources key \"{service}\" is not CODE/EDITION (e.g. \"4255/10\") or CODE"
+                    ));
+                }
+                if !is_resource_id(entry.resource()) {
+                    problems.push(format!(
+                        "{k}.resources \"{service}\" = \"{}\" is not an Altinn resource id \
+                         (1-255 characters, no ':' except a leading urn:altinn:resource:)",
+                        entry.resource()
+                    ));
+                }
+            }
+            let body = self.default_body.trim();
+            if body.is_empty() || self.default_body.chars().count() > 30_000 {
+                problems.push(format!(
+                    "{k}.default_body must be 1 to 30000 characters (Altinn 3 requires a body)"
+                ));
+            }
+            if let Some(sender) = &self.message_sender {
+                if sender.chars().count() > 255 {
+                    problems.push(format!("{k}.message_sender is over 255 characters"));
+                } else if !crate::altinn3::rules::is_plain_text(sender) {
+                    problems.push(format!(
+                        "{k}.message_sender must be plain text (no HTML or Markdown)"
+                    ));
+                }
+            }
+            if self.email_subject.trim().is_empty() || self.email_subject.chars().count() > 512 {
+                problems.push(format!("{k}.email_subject must be 1 to 512 characters"));
+            }
+            if self.attachment_upload_threshold == 0 {
+                problems.push(format!(
+                    "{k}.attachment_upload_threshold is 0; use a size in bytes (default 52428800)"
+                ));
+            }
+            if self.request_timeout < Duration::from_secs(1)
+                || self.connect_timeout < Duration::from_secs(1)
+            {
+                problems.push(format!(
+                    "{k}.request_timeout and connect_timeout must be at least 1s"
+                ));
+            }
+            problems
+        }
+    }
+
+    /// The resource for a service in a resources table.
+    pub fn lookup_resource<'a>(
+        table: &'a BTreeMap<String, ResourceEntry>,
+        code: &str,
+        edition: Option<&str>,
+    ) -> Option<&'a ResourceEntry> {
+        let code = code.trim();
+        edition
+            .and_then(|e| table.get(&format!("{code}/{}", e.trim())))
+            .or_else(|| table.get(code))
+    }
+
+    fn is_code(s: &str) -> bool {
+        !s.is_empty() && s.len() <= 7 && s.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// https everywhere; plain http only to this machine (the simulator).
+    fn url_problem(url: &str) -> Option<String> {
+        let rest = if let Some(r) = url.strip_prefix("https://") {
+            r
+        } else if let Some(r) = url.strip_prefix("http://") {
+            let end = if r.starts_with('[') {
+                r.find(']').map_or(r.len(), |i| i + 1)
+            } else {
+                r.find([':', '/']).unwrap_or(r.len())
+            };
+            let host = &r[..end];
+            let local = host == "localhost" || host == "[::1]" || host.starts_with("127.");
+            if !local {
+                return Some(
+                    "is plain http to another machine; use https (http is only for a local simulator)"
+                        .into(),
+                );
+            }
+            r
+        } else {
+            return Some("is not an http(s) URL".into());
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Some("has no host".into());
+        }
+        None
+    }
+
+    /// Why a private key file may not be used: unreadable, or readable by
+    /// others than its owner (with the fix). The content is checked by the
+    /// client (`altinn3::auth`), which never prints it.
+    pub fn private_key_problem(path: &Path) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by others (mode {mode:o}); a private key must be readable by its \
+                 owner only: run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| format!("{} cannot be read: {e}", path.display()))
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`transport`]: how parts reach Altinn (a local folder or SFTP; Altinn 3 later).
 //! - [`outbox`]: receipts and events for the fagsystem.
 //! - [`altinn`]: Altinn's receipts and read confirmations (write + parse).
+//! - [`altinn3`]: the Altinn 3 Correspondence API: letters, mapping, A3
+//!   rules, Maskinporten, the HTTP client.
 //! - [`sim`]: Altinn's batch side, simulated over folders (tests, demos).
 //!
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
@@ -17,6 +19,7 @@
 //! [`clock`], [`b64`], [`gen`] (synthetic batches).
 
 pub mod altinn;
+pub mod altinn3;
 pub mod b64;
 pub mod clock;
 pub mod config;

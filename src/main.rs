@@ -28,6 +28,12 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Altinn2,
+    Altinn3,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check batch files (XML or export-package .zip): reading, Altinn's XSD,
@@ -46,6 +52,14 @@ enum Command {
         /// List at most this many errors per file (all are counted).
         #[arg(long, default_value_t = 1000)]
         max_errors: usize,
+        /// What the files must be fit for: altinn2 (the batch itself), or
+        /// altinn3 (also the A3 rules: what Altinn 3 would refuse).
+        #[arg(long, value_enum, default_value = "altinn2")]
+        target: Target,
+        /// With --target altinn3: the dpv-batch config whose
+        /// [transport.altinn3] (resources, default_body) is used.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Files to check.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -107,6 +121,17 @@ enum Command {
     /// answer batches in DIR/upload with receipts, then read confirmations.
     #[command(display_order = 6)]
     Sim(SimArgs),
+    /// Split a packaged part into Altinn 3 letter folders (developer tool;
+    /// bench/altinn3-split.sh uses it). Prints one line per letter.
+    #[command(hide = true)]
+    Altinn3Split {
+        /// The dpv-batch config ([transport.altinn3] is used); without it the
+        /// two published resources (4255/10, 5504/1).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        part: PathBuf,
+        out_dir: PathBuf,
+    },
     /// Upload one file with the configured transport (developer tool; the
     /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
     #[command(hide = true)]
@@ -141,6 +166,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Sim(args) => dpv_batch::sim::cli::main(args),
+        Command::Altinn3Split {
+            config,
+            part,
+            out_dir,
+        } => altinn3_split(config.as_deref(), &part, &out_dir),
         Command::SftpPut {
             config,
             name,
@@ -151,6 +181,8 @@ fn main() -> ExitCode {
             schema,
             max_attachment_bytes,
             max_errors,
+            target,
+            config,
             paths,
         } => {
             let mut options = Options::default();
@@ -158,7 +190,24 @@ fn main() -> ExitCode {
             options.package.max_entry_bytes =
                 options.package.max_entry_bytes.max(max_attachment_bytes);
             options.max_errors = max_errors;
-            validate(format, schema, options, &paths)
+            let altinn3 = match (target, &config) {
+                (Target::Altinn2, None) => None,
+                (Target::Altinn2, Some(_)) => {
+                    eprintln!("dpv-batch validate: --config is for --target altinn3");
+                    return ExitCode::from(2);
+                }
+                (Target::Altinn3, config) => {
+                    match dpv_batch::altinn3::letters::SplitOptions::for_validate(config.as_deref())
+                    {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            eprintln!("dpv-batch validate: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            validate(format, schema, options, altinn3.as_ref(), &paths)
         }
         Command::Gen {
             letters,
@@ -184,6 +233,41 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+fn altinn3_split(
+    config: Option<&std::path::Path>,
+    part: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> ExitCode {
+    use dpv_batch::altinn3::letters;
+    let result = letters::SplitOptions::for_validate(config).and_then(|mut o| {
+        o.write_files = true;
+        letters::split(part, out_dir, &o).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(letters) => {
+            for l in &letters {
+                let verdict = match l.refused.first() {
+                    None => "ok".to_string(),
+                    Some(f) => format!("refused {}: {}", f.code, f.message),
+                };
+                println!(
+                    "L{:05} {} {} attachments={} bytes={} {verdict}",
+                    l.index,
+                    l.senders_reference,
+                    l.idempotent_key,
+                    l.attachments.len(),
+                    l.attachment_bytes()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch altinn3-split: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -252,6 +336,7 @@ fn validate(
     format: Format,
     schema: Option<PathBuf>,
     options: Options,
+    altinn3: Option<&dpv_batch::altinn3::letters::SplitOptions>,
     paths: &[PathBuf],
 ) -> ExitCode {
     let validator = match &schema {
@@ -271,7 +356,10 @@ fn validate(
     let mut reports = Vec::with_capacity(paths.len());
     let mut stdout = std::io::stdout().lock();
     for path in paths {
-        let r = validator.validate_path(path);
+        let mut r = validator.validate_path(path);
+        if let Some(opts) = altinn3 {
+            dpv_batch::altinn3::rules::add_to_report(&mut r, path, opts);
+        }
         if let Format::Text = format {
             let _ = stdout.write_all(report::text(&r).as_bytes());
         }

@@ -45,6 +45,9 @@ pub enum Layer {
     Schema,
     /// DPV rules beyond the XSD.
     Rules,
+    /// What Altinn 3 would refuse (`validate --target altinn3`, and before
+    /// sending over Altinn 3): `src/altinn3/rules.rs`.
+    Altinn3,
 }
 
 /// One problem in one file. `line` and `column` are 1-based; 0 means the
