@@ -108,6 +108,11 @@ enum Command {
     CheckConfig {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Also connect: Altinn 3 fetches a token and makes one harmless
+        /// read (and says which step failed: key, client, scope, exchange,
+        /// API); SFTP logs in and looks at the folders.
+        #[arg(long)]
+        connect: bool,
     },
     /// Try it out: a workspace with the simulator, the samples dropped in,
     /// run until every receipt is in, and a table of what happened.
@@ -157,7 +162,7 @@ fn main() -> ExitCode {
             timeout,
         } => run(&config, once.then_some(timeout)),
         Command::Status { config, json } => status(&config, json),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, connect } => check_config(&config, connect),
         Command::Demo { dir } => match dpv_batch::demo::run(&dir) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -481,12 +486,23 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
-fn check_config(config: &std::path::Path) -> ExitCode {
-    match load_config(config) {
-        Ok(_) => {
-            let _ = print_stdout(&format!("{}: OK\n", config.display()));
+fn check_config(config: &std::path::Path, connect: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let _ = print_stdout(&format!("{}: OK\n", config.display()));
+    if !connect {
+        return ExitCode::SUCCESS;
+    }
+    match dpv_batch::transport::check_connection(&cfg) {
+        Ok(what) => {
+            let _ = print_stdout(&format!("connect: OK ({what})\n"));
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(e) => {
+            eprintln!("dpv-batch check-config: connect: {e}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -301,6 +301,41 @@ pub fn open_files(config: &crate::config::Config) -> Result<Box<dyn FileTranspor
     }
 }
 
+/// `check-config --connect`: reach the configured transport once, as the
+/// daemon would, and say what was reached or which step failed.
+pub fn check_connection(config: &crate::config::Config) -> std::result::Result<String, String> {
+    use crate::config::TransportKind;
+    match config.transport.kind {
+        TransportKind::Altinn3 => {
+            let a3 = config
+                .transport
+                .altinn3
+                .as_ref()
+                .ok_or("there is no [transport.altinn3] section")?;
+            altinn3::check_connection(a3)?;
+            Ok(format!(
+                "a token, and a read of {} answered",
+                a3.api_base.trim_end_matches('/')
+            ))
+        }
+        TransportKind::Sftp => {
+            let cfg = config
+                .transport
+                .sftp
+                .as_ref()
+                .ok_or("there is no [transport.sftp] section")?;
+            let mut t = sftp::Sftp::new(cfg).map_err(|e| e.to_string())?;
+            t.probe().map_err(|e| e.to_string())?;
+            Ok(t.describe())
+        }
+        TransportKind::Local => {
+            let mut t = open_files(config).map_err(|e| e.to_string())?;
+            t.list(Inbound::Receipts).map_err(|e| e.to_string())?;
+            Ok(t.describe())
+        }
+    }
+}
+
 /// The receipt file Altinn's side writes for an uploaded batch.
 pub fn receipt_name(remote_name: &str) -> String {
     format!("{remote_name}.receipt.xml")
