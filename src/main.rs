@@ -243,6 +243,7 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
             match e.kind {
                 dpv_batch::transport::ErrorKind::Transient => ExitCode::from(1),
                 dpv_batch::transport::ErrorKind::Permanent => ExitCode::from(2),
+                dpv_batch::transport::ErrorKind::Refused => ExitCode::from(2),
             }
         }
     }
