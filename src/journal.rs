@@ -14,7 +14,8 @@
 //! - `letters`: every letter (SendersReference) of every part, with the
 //!   status Altinn gave it and when it was read;
 //! - `sequences`: the last SequenceNo used per SystemUserCode;
-//! - `events`: later news (letters read) written to the outbox as new files.
+//! - `events`: later news (letters read) written to the outbox as new files;
+//! - `meta`: the installation id and the name epoch (see `installation`).
 
 use std::path::Path;
 
@@ -194,6 +195,19 @@ pub struct EventRow {
     pub staged: bool,
 }
 
+/// What [`Journal::probe`] found, without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Some row anywhere: an earlier run used it. False for a missing or
+    /// empty (0 bytes) file, or one with tables but not a single row:
+    /// those cannot be told from a new journal.
+    pub holds_state: bool,
+    /// The installation it belongs to (None: from before ids, or new).
+    pub installation_id: Option<String>,
+    /// Any input file was ever journalled.
+    pub has_files: bool,
+}
+
 /// The journal's schema version (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -255,6 +269,12 @@ CREATE TABLE IF NOT EXISTS events (
     file_id INTEGER NOT NULL REFERENCES files(id),
     outbox_name TEXT NOT NULL,
     written INTEGER NOT NULL DEFAULT 0 -- 0 planned, 1 staged, 2 published
+);
+-- Facts about the installation itself, as key/value pairs:
+-- 'installation_id' (also kept in state/installation-id) and 'name_epoch'.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 "#;
 
@@ -334,11 +354,122 @@ impl Journal {
         Ok(Journal { conn })
     }
 
+    /// Look at the journal at `path` without changing it (nor creating it):
+    /// does it hold anything an earlier run recorded, and whose is it?
+    pub fn probe(path: &Path) -> Result<Probe> {
+        let empty = Probe {
+            holds_state: false,
+            installation_id: None,
+            has_files: false,
+        };
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
+            Err(e) => {
+                return Err(JournalError(format!(
+                    "cannot look at {}: {e}",
+                    path.display()
+                )))
+            }
+            Ok(m) if m.len() == 0 => return Ok(empty),
+            Ok(_) => {}
+        }
+        // Read-write without create: a read-only connection may not be
+        // able to read a WAL journal whose -shm file is missing.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let probe = Self::probe_conn(&conn)
+            .map_err(|e| JournalError(format!("{}: {}", path.display(), e.0)))?;
+        Ok(probe)
+    }
+
+    fn probe_conn(conn: &Connection) -> Result<Probe> {
+        let has_table = |name: &str| -> Result<bool> {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?)
+        };
+        let exists = |table: &str| -> Result<bool> {
+            Ok(has_table(table)?
+                && conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                    r.get(0)
+                })?)
+        };
+        // A journal from before `meta` existed has no such table.
+        let has_files = exists("files")?;
+        let installation_id = if has_table("meta")? {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+        } else {
+            None
+        };
+        Ok(Probe {
+            holds_state: has_files || exists("sequences")? || exists("meta")?,
+            installation_id,
+            has_files,
+        })
+    }
+
     /// Open read-only, for `status` while the daemon runs.
     pub fn open_read_only(path: &Path) -> Result<Journal> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Journal { conn })
+    }
+
+    // ---- the installation --------------------------------------------------
+
+    /// The installation id this journal belongs to (None: a journal from
+    /// before ids, or one not given its id yet).
+    pub fn installation_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Record the installation id (once; `installation` decides when).
+    pub fn set_installation_id(&self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('installation_id', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// Start a new name epoch: `now` (milliseconds since 1970), or one more
+    /// than the last epoch if that is not later. Committed before it is used, so
+    /// no two starts of one journal share an epoch, even within a second.
+    pub fn begin_epoch(&mut self, now: i64) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'name_epoch'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let epoch = last.map_or(now, |l| now.max(l + 1));
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('name_epoch', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [epoch.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(epoch)
     }
 
     // ---- files -------------------------------------------------------------
@@ -355,6 +486,12 @@ impl Journal {
     pub fn file(&self, id: i64) -> Result<FileRow> {
         let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
         Ok(self.conn.query_row(&sql, [id], file_row)?)
+    }
+
+    /// The file `id`, if the journal has it.
+    pub fn find_file(&self, id: i64) -> Result<Option<FileRow>> {
+        let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], file_row).optional()?)
     }
 
     /// Files in `state`, oldest first.
@@ -768,8 +905,11 @@ impl Journal {
     /// Plan event files for reads not reported yet, one per Done file:
     /// each gets an event row with its outbox name, and its letters are
     /// tied to it, in one transaction, before anything is written.
-    /// Event files are named `<input name>.read-<event id>.xml`: unique for ever.
-    pub fn plan_read_events(&mut self) -> Result<()> {
+    /// Event files are named `<input name>.read-<N>.xml`, N from the event
+    /// id up to the first name that is free: not `taken` (the caller looks
+    /// in the outbox: a file, or its temporary name, left by an earlier
+    /// installation or a reset state) and not planned for another event.
+    pub fn plan_read_events(&mut self, taken: &dyn Fn(&str) -> bool) -> Result<()> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
@@ -788,9 +928,10 @@ impl Journal {
                 [id],
             )?;
             let event = tx.last_insert_rowid();
+            let outbox_name = free_event_name(&tx, &name, event, taken)?;
             tx.execute(
                 "UPDATE events SET outbox_name = ?2 WHERE id = ?1",
-                params![event, format!("{name}.read-{event}.xml")],
+                params![event, outbox_name],
             )?;
             tx.execute(
                 "UPDATE letters SET event_id = ?1 WHERE event_id IS NULL AND read_at IS NOT NULL \
@@ -800,6 +941,26 @@ impl Journal {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Someone else's file took an event's name before we could publish
+    /// it: give the event the next free name, to be written afresh.
+    pub fn rename_event(&mut self, event_id: i64, taken: &dyn Fn(&str) -> bool) -> Result<String> {
+        let tx = self.conn.transaction()?;
+        let (name, current): (String, String) = tx.query_row(
+            "SELECT f.name, e.outbox_name FROM events e JOIN files f ON f.id = e.file_id WHERE e.id = ?1",
+            [event_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // The current name counts as taken (that is why we are here).
+        let taken = |n: &str| n == current || taken(n);
+        let outbox_name = free_event_name(&tx, &name, event_id, &taken)?;
+        tx.execute(
+            "UPDATE events SET outbox_name = ?2, written = 0 WHERE id = ?1",
+            params![event_id, outbox_name],
+        )?;
+        tx.commit()?;
+        Ok(outbox_name)
     }
 
     pub fn unwritten_events(&self) -> Result<Vec<EventRow>> {
@@ -834,6 +995,25 @@ impl Journal {
         )?;
         Ok(())
     }
+}
+
+/// `<input name>.read-<N>.xml` for the first N from `from` that is neither
+/// `taken` nor planned for another event.
+fn free_event_name(
+    tx: &rusqlite::Transaction<'_>,
+    input_name: &str,
+    from: i64,
+    taken: &dyn Fn(&str) -> bool,
+) -> Result<String> {
+    let mut planned =
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE outbox_name = ?1)")?;
+    for n in from.max(1).. {
+        let candidate = format!("{input_name}.read-{n}.xml");
+        if !taken(&candidate) && !planned.query_row([&candidate], |r| r.get::<_, bool>(0))? {
+            return Ok(candidate);
+        }
+    }
+    Err(JournalError("no free name for a read event".into()))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
+use crate::installation::{self, ApplyError};
 use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
@@ -51,6 +52,9 @@ pub enum PipelineError {
     Io(String, io::Error),
     Locked(PathBuf),
     Transport(TransportError),
+    /// Starting would forget or confuse earlier work (a lost journal, a
+    /// journal of another installation): the text says what to do.
+    Refused(String),
 }
 
 impl std::fmt::Display for PipelineError {
@@ -64,6 +68,7 @@ impl std::fmt::Display for PipelineError {
                 p.display()
             ),
             PipelineError::Transport(e) => write!(f, "transport: {e}"),
+            PipelineError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -160,11 +165,16 @@ pub struct Pipeline {
     last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
+    /// This installation's id (see `installation`).
+    installation_id: String,
+    /// This start's name epoch: with the id, it makes remote names unique for ever.
+    name_epoch: i64,
     _lock: File,
 }
 
 impl Pipeline {
-    /// Open the pipeline: folders, the state lock, the journal, the transport.
+    /// Open the pipeline: folders, the state lock, the journal (or a refusal
+    /// when it was lost; see [`open_journal`]), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -182,7 +192,8 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let journal = Journal::open(&p.state.join(JOURNAL_FILE))?;
+        let (journal, installation_id, name_epoch) = open_journal(&p.state)?;
+        set_aside_unknown_staged(&journal, &staging, &p.state.join(ORPHANED_DIR))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
         Ok(Pipeline {
@@ -200,6 +211,8 @@ impl Pipeline {
             transport_error: None,
             receipts_seen: false,
             last_metrics: String::new(),
+            installation_id,
+            name_epoch,
             _lock: lock,
         })
     }
@@ -269,7 +282,7 @@ impl Pipeline {
     }
 
     fn staged_path(&self, f: &FileRow) -> PathBuf {
-        self.staging.join(format!("{:08}-{}", f.id, f.name))
+        staged_path(&self.staging, f)
     }
 
     fn parts_dir(&self, file_id: i64) -> PathBuf {
@@ -431,7 +444,7 @@ impl Pipeline {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: format!("dpv-{:08}", f.id),
+            name_prefix: installation::name_prefix(&self.installation_id, self.name_epoch, f.id),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -694,7 +707,16 @@ impl Pipeline {
     // ---- receipts and confirmations ----------------------------------------
 
     fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
-        let names = self.transport.list(Inbound::Receipts)?;
+        // Receipts named for another installation's parts (two on one
+        // Altinn account) are theirs to take: left alone, not even counted.
+        let own =
+            |n: &String| installation::owner_of(n).is_none_or(|id| id == self.installation_id);
+        let names: Vec<String> = self
+            .transport
+            .list(Inbound::Receipts)?
+            .into_iter()
+            .filter(own)
+            .collect();
         self.receipts_seen = !names.is_empty();
         for name in names {
             let local = self.inbound.join(&name);
@@ -944,22 +966,44 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Read events: planned (with a free name) in the journal, written under
+    /// a temporary name and journalled as staged, then published without
+    /// ever replacing a file: an outbox file the fagsystem has not read yet
+    /// (left by an earlier installation, or a reset state) keeps its name
+    /// and content, and the event takes the next free N.
     fn write_events(&mut self) -> Result<()> {
-        self.journal.plan_read_events()?;
+        let outbox = self.cfg.paths.outbox.clone();
+        let taken = |n: &str| durable::name_taken(&outbox, n);
+        self.journal.plan_read_events(&taken)?;
         for e in self.journal.unwritten_events()? {
-            let path = self.cfg.paths.outbox.join(&e.outbox_name);
+            let mut name = e.outbox_name.clone();
             if !e.staged {
+                // Free when planned; another writer may have taken it since.
+                // (Our own temporary file of an interrupted write is fine.)
+                if fs::symlink_metadata(outbox.join(&name)).is_ok() {
+                    name = self.journal.rename_event(e.id, &taken)?;
+                }
+                let path = outbox.join(&name);
                 let file = self.journal.file(e.file_id)?;
                 let reads = self.journal.event_letters(e.id)?;
                 let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
                 durable::write_staged(&path, xml.as_bytes())
                     .map_err(io_err(format!("cannot write {}", path.display())))?;
                 self.journal.set_event_written(e.id, 1)?;
-                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+                info!(file = %file.name, event = %name, read = reads.len(), "letters read");
             }
-            durable::publish(&path)
+            let path = outbox.join(&name);
+            let published = durable::publish_new(&path)
                 .map_err(io_err(format!("cannot publish {}", path.display())))?;
-            self.journal.set_event_written(e.id, 2)?;
+            if published {
+                self.journal.set_event_written(e.id, 2)?;
+            } else {
+                // Taken between staging and publishing: ours goes under the
+                // next free name (written afresh next tick).
+                let _ = fs::remove_file(durable::temp_path(&path));
+                let next = self.journal.rename_event(e.id, &taken)?;
+                warn!(taken = %name, next = %next, "an outbox file already has the event's name; it is left alone");
+            }
         }
         Ok(())
     }
@@ -994,6 +1038,90 @@ impl Pipeline {
             self.last_metrics = m;
         }
     }
+}
+
+/// Open the journal in `state`, with this installation's id and this
+/// start's name epoch; or refuse when starting would forget or confuse
+/// earlier work: a missing or empty journal is only a new installation if
+/// nothing in the state folder says otherwise, and the journal and the id
+/// file must agree on whose it is (see `installation`). Both are decided
+/// before the journal is created or written (the caller holds the state
+/// lock), so a refusal changes nothing.
+fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
+    let journal_path = state.join(JOURNAL_FILE);
+    let probe = Journal::probe(&journal_path)?;
+    if !probe.holds_state {
+        let found = installation::earlier_work(state, &journal_path);
+        if !found.is_empty() {
+            return Err(PipelineError::Refused(installation::lost_journal(
+                state,
+                &journal_path,
+                &found,
+            )));
+        }
+    }
+    let plan = installation::plan(&probe, installation::read_id_file(state), state)
+        .map_err(PipelineError::Refused)?;
+    let mut journal = Journal::open(&journal_path)?;
+    let id = installation::apply(plan, &journal, state).map_err(|e| match e {
+        ApplyError::Journal(e) => PipelineError::Journal(e),
+        ApplyError::Io(path, e) => PipelineError::Io(format!("cannot write {}", path.display()), e),
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let epoch = journal.begin_epoch(now)?;
+    info!(installation = %id, epoch, "journal open");
+    Ok((journal, id, epoch))
+}
+
+/// Where staged inputs the journal does not know are moved at start.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+/// Inputs in staging that the journal does not know (it was restored from
+/// a backup older than them) are moved to `state/orphaned/`, each with an
+/// error in the log: whether they were sent is unknown, and left where they
+/// are they would be overwritten by the next input given the same id and
+/// name. In normal operation there are none: a file is journalled before
+/// it is moved into staging.
+fn set_aside_unknown_staged(journal: &Journal, staging: &Path, orphaned: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(staging).map_err(io_err(format!("cannot read {}", staging.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("cannot read {}", staging.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The id leads the name; the row must give back exactly this path.
+        let id = name.split('-').next().and_then(|id| id.parse::<i64>().ok());
+        let row = match id {
+            Some(id) => journal.find_file(id)?,
+            None => None,
+        };
+        if row
+            .is_some_and(|f| f.state != FileState::Done && staged_path(staging, &f) == entry.path())
+        {
+            continue;
+        }
+        fs::create_dir_all(orphaned)
+            .map_err(io_err(format!("cannot create {}", orphaned.display())))?;
+        let to = durable::free_name(orphaned, &name);
+        durable::rename(&entry.path(), &to).map_err(io_err(format!(
+            "cannot move {} aside",
+            entry.path().display()
+        )))?;
+        error!(
+            file = %name,
+            moved_to = %to.display(),
+            "a staged input the journal does not know (was the journal restored from an older backup?): \
+             whether it was sent is unknown, so it was moved aside; if the fagsystem has no receipt \
+             for it, drop it into the inbox again"
+        );
+    }
+    Ok(())
+}
+
+/// Where input `f` waits in `staging` (the state folder's) while in flight.
+fn staged_path(staging: &Path, f: &FileRow) -> PathBuf {
+    staging.join(format!("{:08}-{}", f.id, f.name))
 }
 
 /// A stage that talks to the transport fails with this; the tick backs off.
