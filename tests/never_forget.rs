@@ -378,7 +378,7 @@ fn two_installations_on_one_altinn_account_each_get_every_receipt() {
 #[test]
 fn a_reset_state_never_overwrites_an_unread_read_event() {
     let ws = Workspace::new();
-    let _sim = Sim::start(&ws.altinn);
+    let first_sim = Sim::start(&ws.altinn);
     ws.drop_file("a.xml", &batch("A", 2));
     ws.run_once_ok("60s");
     let receipt = ws.read("outbox/a.xml.receipt.xml");
@@ -388,13 +388,22 @@ fn a_reset_state_never_overwrites_an_unread_read_event() {
     assert_eq!(tag(&first, "Read").len(), 2, "{first}");
 
     // The operator starts afresh on purpose (state moved aside); the
-    // fagsystem has not read a.xml.read-1.xml yet.
+    // fagsystem has not read a.xml.read-1.xml yet. (A new Altinn folder
+    // too, so that only the outbox is shared with the old state.)
     fs::rename(ws.path("state"), ws.path("state.old")).expect("move state aside");
+    drop(first_sim);
+    let altinn = ws.path("altinn-2");
+    let config = ws.read("dpv.toml").replace(
+        &ws.altinn.display().to_string(),
+        &altinn.display().to_string(),
+    );
+    fs::write(ws.config(), config).expect("config");
+    let _sim = Sim::start(&altinn);
     ws.drop_file("a.xml", &batch("N", 2));
     ws.run_once_ok("60s");
     let second = ws.read("outbox/a.2.xml.receipt.xml");
     assert_eq!(outcome(&second), "Accepted", "{second}");
-    confirm_reads(&ws.altinn, "confirmations-2.xml", &second, 2);
+    confirm_reads(&altinn, "confirmations-2.xml", &second, 2);
     ws.run_once_ok("60s");
 
     assert_eq!(ws.read("outbox/a.xml.read-1.xml"), first, "never rewritten");
