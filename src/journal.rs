@@ -1067,6 +1067,97 @@ mod tests {
     }
 
     #[test]
+    fn probe_tells_a_used_journal_from_a_new_one_without_changing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let new = |p: &Path| !Journal::probe(p).unwrap().holds_state;
+        assert!(new(&path) && !path.exists(), "missing: not created");
+        std::fs::write(&path, b"").unwrap();
+        assert!(new(&path), "0 bytes");
+        drop(Journal::open(&path).unwrap());
+        assert!(new(&path), "tables, no rows");
+        // A journal from before ids: no meta table, one file.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE meta").unwrap();
+        conn.execute(
+            "INSERT INTO files (name, state) VALUES ('a.xml', 'Done')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let p = Journal::probe(&path).unwrap();
+        assert_eq!(
+            p,
+            Probe {
+                holds_state: true,
+                installation_id: None,
+                has_files: true
+            }
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "probing writes nothing"
+        );
+        // Opened by this version: the table comes back, the id is kept.
+        let j = Journal::open(&path).unwrap();
+        j.set_installation_id("0123456789abcdef").unwrap();
+        let p = Journal::probe(&path).unwrap();
+        assert_eq!(p.installation_id.as_deref(), Some("0123456789abcdef"));
+        std::fs::write(dir.path().join("junk.sqlite"), b"not a database at all").unwrap();
+        let err = Journal::probe(&dir.path().join("junk.sqlite")).unwrap_err();
+        assert!(err.to_string().contains("junk.sqlite"), "{err}");
+    }
+
+    #[test]
+    fn name_epochs_only_go_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1000);
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
+        assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
+        assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+    }
+
+    #[test]
+    fn read_events_take_the_next_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        for (name, reference) in [("a.xml", "x"), ("a.xml", "y")] {
+            let f = j.add_file(name, 1).unwrap();
+            j.record_parts(f, "ABC", &[part(f, None, &[reference])])
+                .unwrap();
+            let p = &j.parts_of(f).unwrap()[0];
+            j.set_part_state(p.id, PartState::Uploaded).unwrap();
+            j.record_receipt(
+                p.id,
+                "OK",
+                "",
+                &[(reference.to_string(), "OK".to_string(), String::new())],
+            )
+            .unwrap();
+            j.set_done(f).unwrap();
+        }
+        j.record_reads(&[("x".into(), "t".into()), ("y".into(), "t".into())])
+            .unwrap();
+        // read-1 is on disk already (a reset state left it): skipped; and
+        // the second event does not take a name planned for the first.
+        j.plan_read_events(&|n| n == "a.xml.read-1.xml").unwrap();
+        let names: Vec<String> = j
+            .unwritten_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.outbox_name)
+            .collect();
+        assert_eq!(names, vec!["a.xml.read-2.xml", "a.xml.read-3.xml"]);
+        // Taken by someone else before it was published: the next free one.
+        let first = j.unwritten_events().unwrap()[0].id;
+        let taken = |n: &str| n == "a.xml.read-1.xml";
+        assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
+    }
+
+    #[test]
     fn a_journal_from_a_newer_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.sqlite");
