@@ -78,6 +78,48 @@ pub fn publish(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Publish a file staged by [`write_staged`] without ever replacing one
+/// that is there: the staged file is hard-linked to its final name, which
+/// fails atomically if the name is taken (a look before a rename would
+/// race), then its temporary name is removed. Nothing to do if it was
+/// already published. `Ok(false)`: another file has the name; the staged
+/// file is left where it is.
+pub fn publish_new(path: &Path) -> io::Result<bool> {
+    let tmp = temp_path(path);
+    if fs::symlink_metadata(&tmp).is_err() {
+        return Ok(true);
+    }
+    match fs::hard_link(&tmp, path) {
+        Ok(()) => {}
+        // Linked before a crash (the same file), or someone else's?
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if !same_file(&tmp, path)? {
+                return Ok(false);
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    // The link is durable before the temporary name goes.
+    sync_dir(parent(path))?;
+    fs::remove_file(&tmp)?;
+    sync_dir(parent(path))?;
+    Ok(true)
+}
+
+/// Are `a` and `b` the same file (one inode under two names)?
+fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Is `name` in `dir` taken: by a file of any kind (a dangling symlink
+/// too), or by its temporary name (a write under way or abandoned)?
+pub fn name_taken(dir: &Path, name: &str) -> bool {
+    let path = dir.join(name);
+    fs::symlink_metadata(&path).is_ok() || fs::symlink_metadata(temp_path(&path)).is_ok()
+}
+
 /// Rename and make it durable (both folders fsynced).
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
@@ -137,6 +179,31 @@ mod tests {
         write_atomic(&p, b"hello").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"hello");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publishing_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.read-1.xml");
+        // A file someone else left under the name stays as it is.
+        fs::write(&p, "theirs").unwrap();
+        write_staged(&p, b"ours").unwrap();
+        assert!(!publish_new(&p).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(fs::read(temp_path(&p)).unwrap(), b"ours");
+        // A free name: published, temporary name gone.
+        fs::remove_file(&p).unwrap();
+        assert!(publish_new(&p).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"ours");
+        assert!(!temp_path(&p).exists());
+        // A crash after the link: the same file under both names is ours.
+        write_staged(&dir.path().join("b.xml"), b"b").unwrap();
+        let b = dir.path().join("b.xml");
+        fs::hard_link(temp_path(&b), &b).unwrap();
+        assert!(publish_new(&b).unwrap());
+        assert!(!temp_path(&b).exists());
+        // Already published (and maybe taken away): nothing to do.
+        assert!(publish_new(&b).unwrap());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
+//! [`installation`] (the installation id, remote names, a lost journal),
 //! [`clock`], [`b64`], [`gen`] (synthetic batches).
 
 pub mod altinn;
@@ -24,6 +25,7 @@ pub mod daemon;
 pub mod demo;
 pub mod durable;
 pub mod gen;
+pub mod installation;
 pub mod journal;
 pub mod outbox;
 pub mod package;

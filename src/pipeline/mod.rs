@@ -34,6 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
+use crate::installation::{self, ApplyError};
 use crate::journal::{
     EventRow, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState,
 };
@@ -53,6 +54,9 @@ pub enum PipelineError {
     Io(String, io::Error),
     Locked(PathBuf),
     Transport(TransportError),
+    /// Starting would forget or confuse earlier work (a lost journal, a
+    /// journal of another installation): the text says what to do.
+    Refused(String),
 }
 
 impl std::fmt::Display for PipelineError {
@@ -66,6 +70,7 @@ impl std::fmt::Display for PipelineError {
                 p.display()
             ),
             PipelineError::Transport(e) => write!(f, "transport: {e}"),
+            PipelineError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -231,11 +236,16 @@ pub struct Pipeline {
     /// Inbound files the transport refused (over the size limit): logged
     /// once, then passed over, so they neither stop the others nor spin.
     refused_inbound: std::collections::HashSet<String>,
+    /// This installation's id (see `installation`).
+    installation_id: String,
+    /// This start's name epoch: with the id, it makes remote names unique for ever.
+    name_epoch: i64,
     _lock: File,
 }
 
 impl Pipeline {
-    /// Open the pipeline: folders, the state lock, the journal, the transport.
+    /// Open the pipeline: folders, the state lock, the journal (or a refusal
+    /// when it was lost; see [`open_journal`]), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -253,7 +263,8 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let journal = Journal::open(&p.state.join(JOURNAL_FILE))?;
+        let (journal, installation_id, name_epoch) = open_journal(&p.state)?;
+        set_aside_unknown_staged(&journal, &staging, &p.state.join(ORPHANED_DIR))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
         Ok(Pipeline {
@@ -280,6 +291,8 @@ impl Pipeline {
             },
             refused_inbound: Default::default(),
             last_metrics: String::new(),
+            installation_id,
+            name_epoch,
             _lock: lock,
         })
     }
@@ -372,7 +385,7 @@ impl Pipeline {
     }
 
     fn staged_path(&self, f: &FileRow) -> PathBuf {
-        self.staging.join(format!("{:08}-{}", f.id, f.name))
+        staged_path(&self.staging, f)
     }
 
     fn parts_dir(&self, file_id: i64) -> PathBuf {
@@ -552,7 +565,7 @@ impl Pipeline {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: format!("dpv-{:08}", f.id),
+            name_prefix: installation::name_prefix(&self.installation_id, self.name_epoch, f.id),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -834,8 +847,17 @@ impl Pipeline {
     }
 
     fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
-        let mut names = self.transport.list(Inbound::Receipts)?;
-        names.retain(|n| !self.refused_inbound.contains(n));
+        // Receipts named for another installation's parts (two on one
+        // Altinn account) are theirs to take: left alone, not even counted.
+        let own =
+            |n: &String| installation::owner_of(n).is_none_or(|id| id == self.installation_id);
+        let names: Vec<String> = self
+            .transport
+            .list(Inbound::Receipts)?
+            .into_iter()
+            .filter(own)
+            .filter(|n| !self.refused_inbound.contains(n))
+            .collect();
         self.receipts_seen = !names.is_empty();
         for name in names {
             let local = self.inbound.join(&name);
@@ -1093,14 +1115,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Write the read events not yet in the outbox; a write that fails is
-    /// added to `failures` (see [`Delivery`]), exactly like a receipt.
+    /// Read events: planned (with a free name) in the journal, written under
+    /// a temporary name and journalled as staged, then published without
+    /// ever replacing a file: an outbox file the fagsystem has not read yet
+    /// (left by an earlier installation, or a reset state) keeps its name
+    /// and content, and the event takes the next free N. A write that fails
+    /// is added to `failures` (see [`Delivery`]), exactly like a receipt.
     fn write_events(&mut self, failures: &mut Vec<String>) -> Result<usize> {
-        self.journal.plan_read_events()?;
+        let outbox = self.cfg.paths.outbox.clone();
+        let taken = |n: &str| durable::name_taken(&outbox, n);
+        self.journal.plan_read_events(&taken)?;
         let mut n = 0;
         for e in self.journal.unwritten_events()? {
             match self.write_event(&e) {
-                Ok(()) => n += 1,
+                Ok(true) => n += 1,
+                Ok(false) => {}
                 Err(PipelineError::Io(what, err)) => {
                     debug!(event = %e.outbox_name, error = %err, "{what}; will try again");
                     failures.push(format!("{what}: {err}"));
@@ -1111,20 +1140,38 @@ impl Pipeline {
         Ok(n)
     }
 
-    fn write_event(&mut self, e: &EventRow) -> Result<()> {
-        let path = self.cfg.paths.outbox.join(&e.outbox_name);
+    /// Write and publish one event; false when its name was taken meanwhile
+    /// (it goes under the next free name, written afresh next tick).
+    fn write_event(&mut self, e: &EventRow) -> Result<bool> {
+        let outbox = self.cfg.paths.outbox.clone();
+        let taken = |n: &str| durable::name_taken(&outbox, n);
+        let mut name = e.outbox_name.clone();
         if !e.staged {
+            // Free when planned; another writer may have taken it since.
+            // (Our own temporary file of an interrupted write is fine.)
+            if fs::symlink_metadata(outbox.join(&name)).is_ok() {
+                name = self.journal.rename_event(e.id, &taken)?;
+            }
+            let path = outbox.join(&name);
             let file = self.journal.file(e.file_id)?;
             let reads = self.journal.event_letters(e.id)?;
             let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
             durable::write_staged(&path, xml.as_bytes())
                 .map_err(io_err(format!("cannot write {}", path.display())))?;
             self.journal.set_event_written(e.id, 1)?;
-            info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+            info!(file = %file.name, event = %name, read = reads.len(), "letters read");
         }
-        durable::publish(&path).map_err(io_err(format!("cannot publish {}", path.display())))?;
-        self.journal.set_event_written(e.id, 2)?;
-        Ok(())
+        let path = outbox.join(&name);
+        let published = durable::publish_new(&path)
+            .map_err(io_err(format!("cannot publish {}", path.display())))?;
+        if published {
+            self.journal.set_event_written(e.id, 2)?;
+        } else {
+            let _ = fs::remove_file(durable::temp_path(&path));
+            let next = self.journal.rename_event(e.id, &taken)?;
+            warn!(taken = %name, next = %next, "an outbox file already has the event's name; it is left alone");
+        }
+        Ok(published)
     }
 
     /// `state/metrics.prom`, in Prometheus' text format, for node_exporter's
@@ -1157,6 +1204,90 @@ impl Pipeline {
             self.last_metrics = m;
         }
     }
+}
+
+/// Open the journal in `state`, with this installation's id and this
+/// start's name epoch; or refuse when starting would forget or confuse
+/// earlier work: a missing or empty journal is only a new installation if
+/// nothing in the state folder says otherwise, and the journal and the id
+/// file must agree on whose it is (see `installation`). Both are decided
+/// before the journal is created or written (the caller holds the state
+/// lock), so a refusal changes nothing.
+fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
+    let journal_path = state.join(JOURNAL_FILE);
+    let probe = Journal::probe(&journal_path)?;
+    if !probe.holds_state {
+        let found = installation::earlier_work(state, &journal_path);
+        if !found.is_empty() {
+            return Err(PipelineError::Refused(installation::lost_journal(
+                state,
+                &journal_path,
+                &found,
+            )));
+        }
+    }
+    let plan = installation::plan(&probe, installation::read_id_file(state), state)
+        .map_err(PipelineError::Refused)?;
+    let mut journal = Journal::open(&journal_path)?;
+    let id = installation::apply(plan, &journal, state).map_err(|e| match e {
+        ApplyError::Journal(e) => PipelineError::Journal(e),
+        ApplyError::Io(path, e) => PipelineError::Io(format!("cannot write {}", path.display()), e),
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let epoch = journal.begin_epoch(now)?;
+    info!(installation = %id, epoch, "journal open");
+    Ok((journal, id, epoch))
+}
+
+/// Where staged inputs the journal does not know are moved at start.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+/// Inputs in staging that the journal does not know (it was restored from
+/// a backup older than them) are moved to `state/orphaned/`, each with an
+/// error in the log: whether they were sent is unknown, and left where they
+/// are they would be overwritten by the next input given the same id and
+/// name. In normal operation there are none: a file is journalled before
+/// it is moved into staging.
+fn set_aside_unknown_staged(journal: &Journal, staging: &Path, orphaned: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(staging).map_err(io_err(format!("cannot read {}", staging.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("cannot read {}", staging.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The id leads the name; the row must give back exactly this path.
+        let id = name.split('-').next().and_then(|id| id.parse::<i64>().ok());
+        let row = match id {
+            Some(id) => journal.find_file(id)?,
+            None => None,
+        };
+        if row
+            .is_some_and(|f| f.state != FileState::Done && staged_path(staging, &f) == entry.path())
+        {
+            continue;
+        }
+        fs::create_dir_all(orphaned)
+            .map_err(io_err(format!("cannot create {}", orphaned.display())))?;
+        let to = durable::free_name(orphaned, &name);
+        durable::rename(&entry.path(), &to).map_err(io_err(format!(
+            "cannot move {} aside",
+            entry.path().display()
+        )))?;
+        error!(
+            file = %name,
+            moved_to = %to.display(),
+            "a staged input the journal does not know (was the journal restored from an older backup?): \
+             whether it was sent is unknown, so it was moved aside; if the fagsystem has no receipt \
+             for it, drop it into the inbox again"
+        );
+    }
+    Ok(())
+}
+
+/// Where input `f` waits in `staging` (the state folder's) while in flight.
+fn staged_path(staging: &Path, f: &FileRow) -> PathBuf {
+    staging.join(format!("{:08}-{}", f.id, f.name))
 }
 
 /// A stage that talks to the transport fails with this; the tick backs off.
