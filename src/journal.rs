@@ -768,7 +768,8 @@ impl Journal {
     /// Plan event files for reads not reported yet, one per Done file:
     /// each gets an event row with its outbox name, and its letters are
     /// tied to it, in one transaction, before anything is written.
-    /// Event files are named `<input name>.read-<event id>.xml`: unique for ever.
+    /// Event files are named `<input name>.read-<event id>.xml` (shortened
+    /// by `outbox::output_name` where too long): unique for ever.
     pub fn plan_read_events(&mut self) -> Result<()> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
@@ -790,7 +791,7 @@ impl Journal {
             let event = tx.last_insert_rowid();
             tx.execute(
                 "UPDATE events SET outbox_name = ?2 WHERE id = ?1",
-                params![event, format!("{name}.read-{event}.xml")],
+                params![event, crate::outbox::read_event_name(&name, event)],
             )?;
             tx.execute(
                 "UPDATE letters SET event_id = ?1 WHERE event_id IS NULL AND read_at IS NOT NULL \
