@@ -38,6 +38,32 @@ pub fn text(s: &str) -> String {
     escape(s.as_bytes(), false)
 }
 
+/// A writer for log lines: each write is one line (the log formats a whole
+/// event, then writes it at once), and everything in it is passed through
+/// [`text`] but the final newline. Names are already shown escaped; this
+/// also covers what a log line may quote from outside (a remote file name,
+/// a parser's message), so no event can ever print two lines.
+pub struct SafeLines<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for SafeLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (line, newline) = match buf.strip_suffix(b"\n") {
+            Some(line) => (line, true),
+            None => (buf, false),
+        };
+        let mut out = escape(line, false);
+        if newline {
+            out.push('\n');
+        }
+        self.0.write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Is `name` shown exactly as it is (nothing in it needs an escape)?
 pub fn is_plain(name: &OsStr) -> bool {
     let bytes = name.as_bytes();
@@ -49,7 +75,8 @@ pub fn is_plain(name: &OsStr) -> bool {
 
 /// The bytes of a name from its shown form: the inverse of [`shown`]. A
 /// backslash that starts no escape is kept as it is (names journalled by
-/// older versions were not escaped).
+/// older versions were not escaped), and so is an escape of `/` or NUL,
+/// which no name can hold: the result is always one name, never a path.
 pub fn raw(shown: &str) -> OsString {
     let b = shown.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -141,14 +168,15 @@ fn unescape(b: &[u8]) -> Option<(Vec<u8>, usize)> {
             if !digits.iter().all(u8::is_ascii_hexdigit) {
                 return None;
             }
-            Some((vec![hex(digits)? as u8], 4))
+            let byte = hex(digits)? as u8;
+            (byte != b'/' && byte != 0).then(|| (vec![byte], 4))
         }
         b'u' => {
             if b.get(2) != Some(&b'{') {
                 return None;
             }
             let close = b.iter().take(12).position(|&x| x == b'}')?;
-            let c = char::from_u32(hex(&b[3..close])?)?;
+            let c = char::from_u32(hex(&b[3..close])?).filter(|&c| c != '/' && c != '\0')?;
             let mut buf = [0; 4];
             Some((c.encode_utf8(&mut buf).as_bytes().to_vec(), close + 1))
         }
@@ -220,6 +248,23 @@ mod tests {
         assert_eq!(raw(r"old\name\q"), os(b"old\name\\q"));
         assert_eq!(raw(r"a\x4"), os(b"a\\x4"));
         assert_eq!(raw(r"a\u{zz}"), os(b"a\\u{zz}"));
+        assert_eq!(raw(r"..\x2fetc\u{2f}x\x00"), os(br"..\x2fetc\u{2f}x\x00"));
+    }
+
+    #[test]
+    fn a_log_write_is_one_line() {
+        use std::io::Write;
+        let mut out = SafeLines(Vec::new());
+        out.write_all(b"WARN file=a\nERROR forged \x1b[2J\xff\n")
+            .unwrap();
+        assert_eq!(
+            out.0,
+            br"WARN file=a\nERROR forged \x1b[2J\xff"
+                .iter()
+                .chain(b"\n")
+                .copied()
+                .collect::<Vec<u8>>()
+        );
     }
 
     #[test]

@@ -214,6 +214,23 @@ fn name_of_len(len: usize, fill: char) -> String {
     n
 }
 
+/// Every receipt validates against our receipt schema, refusals included.
+fn outbox_schema_valid(ws: &Workspace) {
+    let xsd = fs::read(root().join("schemas/dpv-batch-receipt.xsd")).expect("xsd");
+    let schema = dpv_batch::xml::Schema::compile(&xsd).expect("compile receipt xsd");
+    struct Nothing;
+    impl dpv_batch::xml::Events for Nothing {
+        fn start(&mut self, _: &[u8], _: bool, _: dpv_batch::xml::Pos) {}
+        fn text(&mut self, _: &[u8]) {}
+        fn end(&mut self, _: &[u8], _: dpv_batch::xml::Pos) {}
+    }
+    for name in ws.names("outbox") {
+        let bytes = fs::read(ws.path("outbox").join(&name)).expect("read");
+        let problems = dpv_batch::xml::parse(Some(&schema), &mut &bytes[..], &mut Nothing);
+        assert!(problems.is_empty(), "{name:?}: {problems:?}");
+    }
+}
+
 fn no_temporary_files(ws: &Workspace) {
     for sub in ["outbox", "failed", "archive"] {
         for n in ws.names(sub) {
@@ -368,6 +385,7 @@ fn a_symlink_is_refused_and_never_followed() {
     assert!(!ws.path("outside/nothing").exists(), "nothing created");
     assert!(processed(&ws.path("altinn")).0.is_empty(), "never sent");
     assert!(ws.names("inbox").is_empty());
+    outbox_schema_valid(&ws);
 }
 
 #[test]
@@ -390,6 +408,7 @@ fn a_fifo_or_a_socket_is_refused_without_hanging() {
     assert!(moved.file_type().is_socket());
     assert!(ws.names("inbox").is_empty());
     assert_eq!(ws.names("outbox").len(), 2);
+    outbox_schema_valid(&ws);
 }
 
 #[test]
@@ -453,6 +472,7 @@ fn control_characters_never_reach_a_log_line_or_the_status_table_raw() {
     assert_eq!(rows.len(), 3, "{status}");
     assert_eq!(rows.iter().filter(|r| r.contains(shown)).count(), 1);
     assert_eq!(rows.iter().filter(|r| r.contains(literal_shown)).count(), 1);
+    outbox_schema_valid(&ws);
 }
 
 #[test]
@@ -526,4 +546,108 @@ fn read_events_of_a_long_name_fit_too() {
         std::thread::sleep(Duration::from_millis(20));
     }
     no_temporary_files(&ws);
+}
+
+/// A crash between journalling an entry and moving it: the restart finds the
+/// entry again from the name as journalled (shown), whatever its shape, and
+/// it gets exactly one receipt (not "disappeared" plus a second one).
+#[test]
+fn entries_of_every_shape_are_found_again_after_a_crash_before_the_move() {
+    let ws = Workspace::new("rename");
+    ws.run_once_ok(); // the state folder exists, as after any earlier run
+    let long = name_of_len(255, 'z');
+    let entries: Vec<(OsString, String)> = vec![
+        (OsString::from(&long), long.clone()),
+        (
+            OsString::from_vec(b"nb-\xf8\n.xml".to_vec()),
+            r"nb-\xf8\n.xml".to_string(),
+        ),
+        (OsString::from("link.xml"), "link.xml".to_string()),
+        (OsString::from("dir.xml"), "dir.xml".to_string()),
+    ];
+    fs::write(ws.inbox(&entries[0].0), b"<x/>").expect("write");
+    fs::write(ws.inbox(&entries[1].0), b"<x/>").expect("write");
+    std::os::unix::fs::symlink(ws.path("outside/none"), ws.inbox("link.xml")).expect("link");
+    fs::create_dir(ws.inbox("dir.xml")).expect("dir");
+    {
+        // What take_in journals first, before the rename a crash interrupted.
+        let journal =
+            dpv_batch::journal::Journal::open(&ws.path("state/journal.sqlite")).expect("journal");
+        for (_, shown) in &entries {
+            journal.add_file(shown, 0).expect("add");
+        }
+    }
+    ws.run_once_ok();
+    for (_, shown) in &entries {
+        let receipt = ws.receipt_at(&receipt_name(shown));
+        assert!(!receipt.contains("disappeared"), "{receipt}");
+        assert_eq!(outcome(&receipt), "Rejected", "{receipt}");
+    }
+    assert_eq!(ws.names("outbox").len(), entries.len());
+    assert!(ws.names("inbox").is_empty(), "{:?}", ws.names("inbox"));
+    assert!(ws.names("state/staging").is_empty());
+}
+
+/// `kill -9` at many moments while entries of every shape go through: each
+/// still ends with exactly one receipt at its documented name.
+#[test]
+fn kill_9_while_names_of_every_shape_go_through() {
+    let ws = Workspace::new("rename");
+    let _sim = ws.sim();
+    let mut expected: Vec<(String, &str)> = Vec::new();
+    for i in 0..8 {
+        let name = name_of_len(240 + 2 * i, (b'a' + i as u8) as char);
+        fs::write(ws.inbox(&name), batch(&format!("K{i}"))).expect("write");
+        expected.push((name, "Accepted"));
+    }
+    for i in 0..4 {
+        let raw = OsString::from_vec(
+            format!("n{i}-")
+                .into_bytes()
+                .into_iter()
+                .chain(*b"\xff\x1b.xml")
+                .collect(),
+        );
+        fs::write(ws.inbox(&raw), b"<x/>").expect("write");
+        expected.push((format!(r"n{i}-\xff\x1b.xml"), "Rejected"));
+        std::os::unix::fs::symlink("/etc/passwd", ws.inbox(format!("l{i}.xml"))).expect("link");
+        expected.push((format!("l{i}.xml"), "Rejected"));
+        let fifo = ws.inbox(format!("f{i}.xml"));
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success());
+        expected.push((format!("f{i}.xml"), "Rejected"));
+        fs::create_dir(ws.inbox(format!("d{i}.xml"))).expect("dir");
+        expected.push((format!("d{i}.xml"), "Rejected"));
+    }
+    for delay in [15, 30, 45, 60, 80, 100, 130, 160, 200, 250] {
+        let mut daemon = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(ws.path("dpv.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon");
+        std::thread::sleep(Duration::from_millis(delay));
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().expect("wait");
+    }
+    ws.run_once_ok();
+    for (shown, want) in &expected {
+        assert_eq!(
+            outcome(&ws.receipt_at(&receipt_name(shown))),
+            *want,
+            "{shown}"
+        );
+    }
+    assert_eq!(ws.names("outbox").len(), expected.len());
+    assert!(ws.names("inbox").is_empty(), "{:?}", ws.names("inbox"));
+    assert!(ws.names("state/staging").is_empty());
+    let (refs, _) = processed(&ws.path("altinn"));
+    assert_eq!(refs.len(), 16);
+    assert!(refs.values().all(|&n| n == 1), "{refs:?}");
+    no_temporary_files(&ws);
+    outbox_schema_valid(&ws);
 }
