@@ -103,7 +103,7 @@ impl Intake {
         let raw = names::raw(name);
         if !names::is_plain(&raw) {
             let what = if std::str::from_utf8(raw.as_bytes()).is_err() {
-                "is not UTF-8 (the bytes that are not are shown as \\xHH)"
+                "is not UTF-8 (bytes that are not UTF-8 are shown as \\xHH)"
             } else {
                 "holds characters that are shown escaped (control characters, bidirectional controls or a backslash)"
             };
