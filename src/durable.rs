@@ -36,11 +36,7 @@ pub fn write_atomic_with(
 ) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = create_temp(&tmp)?;
         fill(&mut f)?;
         f.sync_all()?;
         drop(f);
@@ -59,13 +55,22 @@ pub fn write_atomic_with(
 /// whether the visible file was already published (and maybe consumed).
 pub fn write_staged(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let mut f = create_temp(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Create `tmp` afresh. Others can write in the folders we write to (the
+/// fagsystem in the outbox): whatever is at `tmp` (our own leftover after a
+/// crash, or a link someone planted) is removed, and the new file is created
+/// exclusively, which never follows a link (O_EXCL): our content cannot be
+/// written through a link into another file.
+fn create_temp(tmp: &Path) -> io::Result<File> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(tmp)
 }
 
 /// Publish a file staged by [`write_staged`]: rename it to its final name.
@@ -147,9 +152,11 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
 /// Like [`free_name`], also skipping names `reserved` says are promised to
 /// someone else (a file not written yet).
 pub fn free_name_with(dir: &Path, name: &str, reserved: &dyn Fn(&str) -> bool) -> PathBuf {
+    // lstat, not exists(): a dangling link is something there too.
+    let there = |p: &Path| fs::symlink_metadata(p).is_ok();
     let free = |p: &Path| {
-        !p.exists()
-            && !temp_path(p).exists()
+        !there(p)
+            && !there(&temp_path(p))
             && !p
                 .file_name()
                 .is_some_and(|n| reserved(&n.to_string_lossy()))
@@ -204,6 +211,22 @@ mod tests {
         assert!(!temp_path(&b).exists());
         // Already published (and maybe taken away): nothing to do.
         assert!(publish_new(&b).unwrap());
+    }
+
+    #[test]
+    fn a_link_at_the_temporary_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let p = dir.path().join("r.xml");
+        std::os::unix::fs::symlink(&victim, temp_path(&p)).unwrap();
+        write_staged(&p, b"receipt").unwrap();
+        publish(&p).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"receipt");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        std::os::unix::fs::symlink(&victim, temp_path(&p)).unwrap();
+        write_atomic(&p, b"again").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
     }
 
     #[test]

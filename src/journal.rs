@@ -961,7 +961,8 @@ impl Journal {
     /// Plan event files for reads not reported yet, one per Done file:
     /// each gets an event row with its outbox name, and its letters are
     /// tied to it, in one transaction, before anything is written.
-    /// Event files are named `<input name>.read-<N>.xml`, N from the event
+    /// Event files are named `<input name>.read-<N>.xml` (shortened by
+    /// `outbox::read_event_name` where too long), N from the event
     /// id up to the first name that is free: not `taken` (the caller looks
     /// in the outbox: a file, or its temporary name, left by an earlier
     /// installation or a reset state) and not planned for another event.
@@ -1064,7 +1065,7 @@ fn free_event_name(
     let mut planned =
         tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE outbox_name = ?1)")?;
     for n in from.max(1).. {
-        let candidate = format!("{input_name}.read-{n}.xml");
+        let candidate = crate::outbox::read_event_name(input_name, n);
         if !taken(&candidate) && !planned.query_row([&candidate], |r| r.get::<_, bool>(0))? {
             return Ok(candidate);
         }

@@ -300,7 +300,8 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // One event, one line: control characters in it are escaped.
+        .with_writer(|| dpv_batch::names::SafeLines(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .try_init();

@@ -23,6 +23,7 @@
 
 pub mod intake;
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use crate::installation::{self, ApplyError};
 use crate::journal::{
     EventRow, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState,
 };
+use crate::names;
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{self, Inbound, Transport, TransportError};
@@ -308,13 +310,13 @@ impl Pipeline {
         self.remote_due
     }
 
-    /// Names in the inbox that would be taken once ready.
+    /// Names (as shown) in the inbox that will be taken once ready.
     pub fn inbox_candidates(&self) -> io::Result<Vec<String>> {
         Ok(self
             .intake
             .candidates(&self.cfg.paths.inbox)?
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|c| c.name)
             .collect())
     }
 
@@ -384,6 +386,8 @@ impl Pipeline {
         Ok(tick)
     }
 
+    /// Where a taken file waits: `NNNNNNNN-NAME` (the id keeps it unique),
+    /// NAME shortened like an outbox name where that would not fit.
     fn staged_path(&self, f: &FileRow) -> PathBuf {
         staged_path(&self.staging, f)
     }
@@ -398,10 +402,12 @@ impl Pipeline {
     fn resume_received(&mut self) -> Result<()> {
         for f in self.journal.files_in(FileState::Received)? {
             let staged = self.staged_path(&f);
-            let in_inbox = self.cfg.paths.inbox.join(&f.name);
-            self.remove_marker(&f.name);
-            if !staged.exists() {
-                if in_inbox.exists() {
+            // The journal keeps the name as shown; this is the entry's own.
+            let raw = names::raw(&f.name);
+            let in_inbox = self.cfg.paths.inbox.join(&raw);
+            self.remove_marker(&raw);
+            if !present(&staged) {
+                if present(&in_inbox) {
                     if let Err(e) = durable::rename(&in_inbox, &staged) {
                         warn!(file = %f.name, error = %e, "cannot take the file in; will try again");
                         continue;
@@ -424,10 +430,10 @@ impl Pipeline {
 
     /// In done-file mode, the marker goes before the data file moves: a
     /// marker left behind would let the next file of that name in early.
-    fn remove_marker(&self, name: &str) {
-        if let Some(marker) = self.intake.marker(name) {
+    fn remove_marker(&self, raw: &OsStr) {
+        if let Some(marker) = self.intake.marker(raw) {
             let path = self.cfg.paths.inbox.join(marker);
-            if path.exists() {
+            if present(&path) {
                 let _ = fs::remove_file(&path);
                 let _ = durable::sync_dir(&self.cfg.paths.inbox);
             }
@@ -450,15 +456,20 @@ impl Pipeline {
             }
             // Journal first: a crash after this line finds the row and
             // finishes the move; a crash before it leaves the file untouched.
+            // Whatever the entry is (a link, a folder, a FIFO), it is only
+            // renamed here, never opened or followed.
             let id = self.journal.add_file(&r.name, r.size)?;
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
-            self.remove_marker(&r.name);
-            if let Err(e) = durable::rename(&inbox.join(&r.name), &staged) {
-                if !staged.exists() {
+            self.remove_marker(&r.raw);
+            if let Err(e) = durable::rename(&inbox.join(&r.raw), &staged) {
+                if !present(&staged) {
                     // Gone (the fagsystem took it back) or not movable: it
-                    // was never taken; forget the row and look again later.
-                    warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                    // was never taken; forget the row and look again later
+                    // (said once, not on every scan).
+                    if self.intake.first_trouble(&r.raw) {
+                        warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                    }
                     self.journal.forget_received(id)?;
                     continue;
                 }
@@ -467,7 +478,7 @@ impl Pipeline {
                 warn!(file = %r.name, error = %e, "taken in, not yet durable; will finish next tick");
                 continue;
             }
-            self.intake.taken(&r.name);
+            self.intake.taken(&r.raw);
             self.mark_staged(&f, &staged)?;
             taken += 1;
             info!(file = %r.name, id, bytes = r.size, "taken in");
@@ -475,12 +486,25 @@ impl Pipeline {
         Ok(taken)
     }
 
-    /// Hash a staged file; one that cannot be read fails (with a receipt)
-    /// instead of stopping the service.
-    /// Mark a file staged once it is in staging. A file that cannot even be
-    /// opened fails (with a receipt) instead of stopping the service. The
-    /// content hash comes later, computed beside validation.
+    /// Mark a file staged once it is in staging, or refuse it: a name that
+    /// is not shown as it is, or an entry that is not a regular file (looked
+    /// at with lstat: a link is not followed, a FIFO not opened), is
+    /// rejected with a receipt and moves on to `failed/` untouched. A file
+    /// that cannot even be opened fails (with a receipt) instead of stopping
+    /// the service. The content hash comes later, computed beside validation.
     fn mark_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
+        let refused = match self.intake.refused_name(&f.name) {
+            Some(why) => Some(why),
+            None => fs::symlink_metadata(staged)
+                .ok()
+                .and_then(|m| intake::refused_kind(m.file_type())),
+        };
+        if let Some(why) = refused {
+            info!(file = %f.name, id = f.id, reason = %why, "refused");
+            self.journal
+                .set_outcome(f.id, Outcome::Rejected, &why, None, 0)?;
+            return Ok(());
+        }
         match File::open(staged).and_then(|file| file.metadata()) {
             Ok(meta) => self.journal.set_staged(f.id, None, meta.len())?,
             Err(e) => {
@@ -1057,12 +1081,11 @@ impl Pipeline {
         };
         let outbox_dir = self.cfg.paths.outbox.clone();
         if f.receipt_name.is_none() || f.moved_to.is_none() {
-            let journal = &self.journal;
-            let reserved = |n: &str| journal.name_reserved(n).unwrap_or(true);
-            let receipt =
-                durable::free_name_with(&outbox_dir, &format!("{}.receipt.xml", f.name), &reserved);
-            let moved = durable::free_name_with(&dest_dir, &f.name, &reserved);
-            let (receipt, moved) = (file_name(&receipt), file_name(&moved));
+            // outbox decides the names (shortened where too long); a name is
+            // taken if anything is there (even a dangling link), its
+            // temporary name is, or another file has it reserved.
+            let receipt = outbox::receipt_name(&f.name, taken_in(&self.journal, &outbox_dir))?;
+            let moved = outbox::moved_name(&f.name, taken_in(&self.journal, &dest_dir))?;
             self.journal.reserve_names(f.id, &receipt, &moved)?;
             f.receipt_name = Some(receipt);
             f.moved_to = Some(moved);
@@ -1078,9 +1101,8 @@ impl Pipeline {
                 .and_then(|j| serde_json::from_str::<Vec<Finding>>(j).ok())
                 .unwrap_or_default();
             if !to_archive {
-                let errors_path = dest_dir.join(format!(
-                    "{}.errors.txt",
-                    f.moved_to.as_deref().unwrap_or_default()
+                let errors_path = dest_dir.join(outbox::errors_name(
+                    f.moved_to.as_deref().unwrap_or_default(),
                 ));
                 let text = outbox::errors_txt(&f, outcome, &errors, &letters);
                 durable::write_atomic(&errors_path, text.as_bytes())
@@ -1100,7 +1122,7 @@ impl Pipeline {
             self.journal.set_receipt_staged(f.id)?;
         }
         let staged = self.staged_path(&f);
-        if staged.exists() {
+        if present(&staged) {
             durable::rename(&staged, &moved_path).map_err(io_err(format!(
                 "cannot move {} to {}",
                 f.name,
@@ -1287,7 +1309,12 @@ fn set_aside_unknown_staged(journal: &Journal, staging: &Path, orphaned: &Path) 
 
 /// Where input `f` waits in `staging` (the state folder's) while in flight.
 fn staged_path(staging: &Path, f: &FileRow) -> PathBuf {
-    staging.join(format!("{:08}-{}", f.id, f.name))
+    let name = format!("{:08}-{}", f.id, f.name);
+    if name.len() <= outbox::NAME_MAX {
+        staging.join(name)
+    } else {
+        staging.join(format!("{:08}-{}", f.id, outbox::shortened(&f.name)))
+    }
 }
 
 /// A stage that talks to the transport fails with this; the tick backs off.
@@ -1343,10 +1370,19 @@ fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
     }
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// Is the name `n` in `dir` taken: anything there (even a dangling link),
+/// its temporary name, or a reservation of another file?
+fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
+    move |n| {
+        let path = dir.join(n);
+        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+    }
+}
+
+/// Is there anything at `path`? A link counts, even one that points
+/// nowhere: `Path::exists` would follow it.
+fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 /// The sha256 of a file, as lowercase hex.
