@@ -332,6 +332,7 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
             match e.kind {
                 dpv_batch::transport::ErrorKind::Transient => ExitCode::from(1),
                 dpv_batch::transport::ErrorKind::Permanent => ExitCode::from(2),
+                dpv_batch::transport::ErrorKind::Refused => ExitCode::from(2),
             }
         }
     }
@@ -392,7 +393,8 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // One event, one line: control characters in it are escaped.
+        .with_writer(|| dpv_batch::names::SafeLines(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .try_init();

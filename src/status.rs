@@ -3,12 +3,17 @@
 //! above them, what the transport is going through (throttled by Altinn,
 //! stopped, and why) and the letters Altinn has not published long after
 //! it was asked to (overdue).
+//!
+//! One row per file whatever its name: names are kept as shown (escaped,
+//! see `names`) and reasons are escaped here, so no newline or terminal
+//! escape sequence reaches the table.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::journal::{self, FileRow, FileState, JournalError, Outcome, OverdueRow};
+use crate::names;
 use crate::pipeline::JOURNAL_FILE;
 
 /// Overdue letters listed by name (all are counted).
@@ -112,7 +117,7 @@ pub fn text(rows: &[FileRow]) -> String {
     );
     let width = rows
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| names::text(&r.name).chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 48);
@@ -127,12 +132,12 @@ pub fn text(rows: &[FileRow]) -> String {
             out,
             "{:>6}  {:<width$}  {:<10}  {:<17}  {:>7}  {:>5}  {}",
             r.id,
-            r.name,
+            names::text(&r.name),
             r.state.as_str(),
             outcome,
             r.letters,
             age(r.idle_seconds),
-            r.reason.as_deref().unwrap_or("")
+            names::text(r.reason.as_deref().unwrap_or(""))
         );
     }
     out

@@ -1,7 +1,8 @@
 //! The journal: the one place that owns all pipeline state, behind one
-//! interface ([`Journal`]). [`sqlite`] implements it in one local SQLite
-//! file, and is the only module that speaks SQL; a PostgreSQL journal (several
-//! nodes sharing one night's run) would implement the same trait.
+//! interface, the [`Store`] trait ([`Journal`] is `dyn Store`). [`sqlite`]
+//! implements it in one local SQLite file, and is the only module that
+//! speaks SQL; a PostgreSQL journal (several nodes sharing one night's run)
+//! would implement the same trait.
 //!
 //! Why a journal: the promise is "nothing lost, nothing sent twice, whatever
 //! happens". That holds only if every state change is durable *before* the
@@ -24,8 +25,8 @@
 //!   publication, reserved), each reported once to the fagsystem;
 //! - **events**: the outbox files those news are written to;
 //! - **sequences**: the last SequenceNo used per SystemUserCode;
-//! - **notes**: a few named facts (the installation id, what the transport
-//!   is going through) for `status`.
+//! - **meta**: the installation id and the name epoch (see `installation`);
+//! - **notes**: what the transport is going through, for `status`.
 //!
 //! Times are xs:dateTime strings in UTC (`2026-11-27T16:45:12.123Z`); the
 //! journal decides "now" itself, so callers pass durations, never clocks.
@@ -390,13 +391,44 @@ pub struct OverdueRow {
     pub due: String,
 }
 
-/// The journal. Every method is one atomic, durable step; see the module doc.
-pub trait Journal: Send {
+/// What [`Journal::probe`] found, without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Some row anywhere: an earlier run used it. False for a missing or
+    /// empty (0 bytes) file, or one with tables but not a single row:
+    /// those cannot be told from a new journal.
+    pub holds_state: bool,
+    /// The installation it belongs to (None: from before ids, or new).
+    pub installation_id: Option<String>,
+    /// Any input file was ever journalled.
+    pub has_files: bool,
+}
+
+/// The journal, as the pipeline uses it: any [`Store`].
+pub type Journal = dyn Store;
+
+/// The journal's interface. Every method is one atomic, durable step; see
+/// the module doc.
+pub trait Store: Send {
+    // ---- the installation ----------------------------------------------
+
+    /// The installation id this journal belongs to (None: a journal from
+    /// before ids, or one not given its id yet).
+    fn installation_id(&self) -> Result<Option<String>>;
+    /// Record the installation id (once; `installation` decides when).
+    fn set_installation_id(&self, id: &str) -> Result<()>;
+    /// Start a new name epoch: `now` (milliseconds since 1970), or one more
+    /// than the last epoch if that is not later. Committed before it is
+    /// used, so no two starts of one journal share an epoch.
+    fn begin_epoch(&self, now: i64) -> Result<i64>;
+
     // ---- files ---------------------------------------------------------
 
     /// A new input file seen in the inbox, before it is moved.
     fn add_file(&self, name: &str, size: u64) -> Result<i64>;
     fn file(&self, id: i64) -> Result<FileRow>;
+    /// The file `id`, if the journal has it.
+    fn find_file(&self, id: i64) -> Result<Option<FileRow>>;
     /// Files in `state`, oldest first.
     fn files_in(&self, state: FileState) -> Result<Vec<FileRow>>;
     /// Every file, newest first (for `status`).
@@ -506,10 +538,15 @@ pub trait Journal: Send {
     /// Journal what looking at letters' statuses found (one transaction).
     fn record_statuses(&self, updates: &[StatusUpdate]) -> Result<()>;
     /// Plan event files for news not reported yet, one per Done file and
-    /// kind of news: each gets an event row with its outbox name
-    /// (`<input>.<kind>-<event id>.xml`, unique for ever), and its news is
-    /// tied to it, in one transaction, before anything is written.
-    fn plan_events(&self) -> Result<()>;
+    /// kind of news: each gets an event row with its outbox name, and its
+    /// news is tied to it, in one transaction, before anything is written.
+    /// Names are `<input>.<kind>-<N>.xml` (`outbox::event_name`), N from the
+    /// event id up to the first name that is free: not `taken` (the caller
+    /// looks in the outbox) and not planned for another event.
+    fn plan_events(&self, taken: &dyn Fn(&str) -> bool) -> Result<()>;
+    /// Someone else's file took an event's name before we could publish
+    /// it: give the event the next free name, to be written afresh.
+    fn rename_event(&self, event_id: i64, taken: &dyn Fn(&str) -> bool) -> Result<String>;
     fn unwritten_events(&self) -> Result<Vec<EventRow>>;
     fn event_letters(&self, event_id: i64) -> Result<Vec<EventLetter>>;
     /// 1: staged under its temporary name; 2: published.
@@ -525,19 +562,34 @@ pub trait Journal: Send {
     fn set_note(&self, key: &str, value: Option<&str>) -> Result<()>;
     /// A note: (value, when it was set).
     fn note(&self, key: &str) -> Result<Option<(String, String)>>;
-    /// This installation's id (a UUID made when the journal was created):
-    /// the namespace of Altinn 3 idempotent keys.
-    fn installation_id(&self) -> Result<String>;
+}
+
+impl dyn Store {
+    /// Open (or create) the journal at `path`, migrating an older schema.
+    pub fn open(path: &Path) -> Result<Box<Journal>> {
+        Ok(Box::new(SqliteJournal::open(path)?))
+    }
+
+    /// Open read-only, for `status`: while the daemon runs, and by a user
+    /// who may read the state folder but not write it.
+    pub fn open_read_only(path: &Path) -> Result<Box<Journal>> {
+        Ok(Box::new(SqliteJournal::open_read_only(path)?))
+    }
+
+    /// Look at the journal at `path` without changing it (nor creating it).
+    pub fn probe(path: &Path) -> Result<Probe> {
+        SqliteJournal::probe(path)
+    }
 }
 
 /// Open (or create) the journal at `path`, migrating an older schema.
-pub fn open(path: &Path) -> Result<Box<dyn Journal>> {
-    Ok(Box::new(SqliteJournal::open(path)?))
+pub fn open(path: &Path) -> Result<Box<Journal>> {
+    Journal::open(path)
 }
 
 /// Open read-only, for `status` while the daemon runs.
-pub fn open_read_only(path: &Path) -> Result<Box<dyn Journal>> {
-    Ok(Box::new(SqliteJournal::open_read_only(path)?))
+pub fn open_read_only(path: &Path) -> Result<Box<Journal>> {
+    Journal::open_read_only(path)
 }
 
 /// Note keys.

@@ -14,7 +14,8 @@
 //!   columns (idempotent key, correspondence id, last status and its text,
 //!   refusal, next poll); reads move from `letters.event_id` into
 //!   `letter_events`, beside the new kinds of news; events learn their kind;
-//!   `notes` holds the installation id (made then) and the transport's state.
+//!   `notes` holds what the transport goes through; `meta` (the
+//!   installation id, the name epoch) is created if the v1 file lacks it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +23,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::{
-    Answer, EventLetter, EventRow, FileRow, FileState, Journal, JournalError, LetterEvent,
-    LetterRow, NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Refusal, Result,
-    StatusUpdate, LETTER_OK, LETTER_REJECTED,
+    Answer, EventLetter, EventRow, FileRow, FileState, JournalError, LetterEvent, LetterRow,
+    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, Result,
+    StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
 };
 
 impl From<rusqlite::Error> for JournalError {
@@ -124,6 +125,12 @@ CREATE TABLE IF NOT EXISTS events (
     written INTEGER NOT NULL DEFAULT 0, -- 0 planned, 1 staged, 2 published
     kind TEXT NOT NULL DEFAULT 'Read'
 );
+-- Facts about the installation itself, as key/value pairs:
+-- 'installation_id' (also kept in state/installation-id) and 'name_epoch'.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS notes (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -163,6 +170,10 @@ INSERT INTO letter_events (letter_id, kind, at, event_id)
     SELECT id, 'Read', read_at, event_id FROM letters WHERE read_at IS NOT NULL ORDER BY id;
 ALTER TABLE letters DROP COLUMN event_id;
 ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'Read';
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE notes (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -320,10 +331,6 @@ impl SqliteJournal {
         } else {
             tx.execute_batch(SCHEMA)?;
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO notes (key, value) VALUES ('installation_id', ?1)",
-            [uuid::Uuid::new_v4().to_string()],
-        )?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(SqliteJournal { conn })
@@ -386,6 +393,70 @@ impl SqliteJournal {
         Ok(SqliteJournal { conn })
     }
 
+    /// Look at the journal at `path` without changing it (nor creating it):
+    /// does it hold anything an earlier run recorded, and whose is it?
+    pub fn probe(path: &Path) -> Result<Probe> {
+        let empty = Probe {
+            holds_state: false,
+            installation_id: None,
+            has_files: false,
+        };
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
+            Err(e) => {
+                return Err(JournalError(format!(
+                    "cannot look at {}: {e}",
+                    path.display()
+                )))
+            }
+            Ok(m) if m.len() == 0 => return Ok(empty),
+            Ok(_) => {}
+        }
+        // Read-write without create: a read-only connection may not be
+        // able to read a WAL journal whose -shm file is missing.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let probe = Self::probe_conn(&conn)
+            .map_err(|e| JournalError(format!("{}: {}", path.display(), e.0)))?;
+        Ok(probe)
+    }
+
+    fn probe_conn(conn: &Connection) -> Result<Probe> {
+        let has_table = |name: &str| -> Result<bool> {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?)
+        };
+        let exists = |table: &str| -> Result<bool> {
+            Ok(has_table(table)?
+                && conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                    r.get(0)
+                })?)
+        };
+        // A journal from before `meta` existed has no such table.
+        let has_files = exists("files")?;
+        let installation_id = if has_table("meta")? {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+        } else {
+            None
+        };
+        Ok(Probe {
+            holds_state: has_files || exists("sequences")? || exists("meta")?,
+            installation_id,
+            has_files,
+        })
+    }
+
     /// A transaction through `&self`: every method is one atomic step, and
     /// nothing else holds the connection meanwhile.
     fn tx(&self) -> Result<Transaction<'_>> {
@@ -393,7 +464,48 @@ impl SqliteJournal {
     }
 }
 
-impl Journal for SqliteJournal {
+impl Store for SqliteJournal {
+    // ---- the installation --------------------------------------------------
+
+    fn installation_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn set_installation_id(&self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('installation_id', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn begin_epoch(&self, now: i64) -> Result<i64> {
+        let tx = self.tx()?;
+        let last: Option<i64> = tx
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'name_epoch'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let epoch = last.map_or(now, |l| now.max(l + 1));
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('name_epoch', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [epoch.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(epoch)
+    }
+
     // ---- files -------------------------------------------------------------
 
     fn add_file(&self, name: &str, size: u64) -> Result<i64> {
@@ -407,6 +519,11 @@ impl Journal for SqliteJournal {
     fn file(&self, id: i64) -> Result<FileRow> {
         let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
         Ok(self.conn.query_row(&sql, [id], file_row)?)
+    }
+
+    fn find_file(&self, id: i64) -> Result<Option<FileRow>> {
+        let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], file_row).optional()?)
     }
 
     fn files_in(&self, state: FileState) -> Result<Vec<FileRow>> {
@@ -867,7 +984,7 @@ impl Journal for SqliteJournal {
         Ok(())
     }
 
-    fn plan_events(&self) -> Result<()> {
+    fn plan_events(&self, taken: &dyn Fn(&str) -> bool) -> Result<()> {
         let tx = self.tx()?;
         let due: Vec<(i64, String, String)> = {
             let mut stmt = tx.prepare(
@@ -882,17 +999,17 @@ impl Journal for SqliteJournal {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (file_id, name, kind) in due {
-            let word = LetterEvent::parse(&kind)
-                .ok_or_else(|| JournalError(format!("unknown letter event {kind}")))?
-                .file_word();
+            let kind_ = LetterEvent::parse(&kind)
+                .ok_or_else(|| JournalError(format!("unknown letter event {kind}")))?;
             tx.execute(
                 "INSERT INTO events (file_id, outbox_name, kind) VALUES (?1, '', ?2)",
                 params![file_id, kind],
             )?;
             let event = tx.last_insert_rowid();
+            let outbox_name = free_event_name(&tx, &name, kind_, event, taken)?;
             tx.execute(
                 "UPDATE events SET outbox_name = ?2 WHERE id = ?1",
-                params![event, format!("{name}.{word}-{event}.xml")],
+                params![event, outbox_name],
             )?;
             tx.execute(
                 "UPDATE letter_events SET event_id = ?1 WHERE event_id IS NULL AND kind = ?3 \
@@ -903,6 +1020,26 @@ impl Journal for SqliteJournal {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn rename_event(&self, event_id: i64, taken: &dyn Fn(&str) -> bool) -> Result<String> {
+        let tx = self.tx()?;
+        let (name, current, kind): (String, String, String) = tx.query_row(
+            "SELECT f.name, e.outbox_name, e.kind FROM events e JOIN files f ON f.id = e.file_id WHERE e.id = ?1",
+            [event_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let kind = LetterEvent::parse(&kind)
+            .ok_or_else(|| JournalError(format!("unknown letter event {kind}")))?;
+        // The current name counts as taken (that is why we are here).
+        let taken = |n: &str| n == current || taken(n);
+        let outbox_name = free_event_name(&tx, &name, kind, event_id, &taken)?;
+        tx.execute(
+            "UPDATE events SET outbox_name = ?2, written = 0 WHERE id = ?1",
+            params![event_id, outbox_name],
+        )?;
+        tx.commit()?;
+        Ok(outbox_name)
     }
 
     fn unwritten_events(&self) -> Result<Vec<EventRow>> {
@@ -1001,12 +1138,26 @@ impl Journal for SqliteJournal {
             })
             .optional()?)
     }
+}
 
-    fn installation_id(&self) -> Result<String> {
-        self.note("installation_id")?
-            .map(|(v, _)| v)
-            .ok_or_else(|| JournalError("the journal has no installation id".into()))
+/// The event file name for news of `kind` about input `input_name`: the
+/// first N from `from` that is neither `taken` nor planned for another event.
+fn free_event_name(
+    tx: &Transaction<'_>,
+    input_name: &str,
+    kind: LetterEvent,
+    from: i64,
+    taken: &dyn Fn(&str) -> bool,
+) -> Result<String> {
+    let mut planned =
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE outbox_name = ?1)")?;
+    for n in from.max(1).. {
+        let candidate = crate::outbox::event_name(input_name, kind, n);
+        if !taken(&candidate) && !planned.query_row([&candidate], |r| r.get::<_, bool>(0))? {
+            return Ok(candidate);
+        }
     }
+    Err(JournalError("no free name for an event file".into()))
 }
 
 /// Altinn's answers for one-letter parts, inside a transaction.
@@ -1220,7 +1371,7 @@ mod tests {
             .iter()
             .all(|l| l.read_at.is_some() && l.status.as_deref() == Some("OK")));
         assert_eq!(j.event_letters(1).unwrap().len(), 4);
-        j.plan_events().unwrap();
+        j.plan_events(&|_| false).unwrap();
         assert!(j.unwritten_events().unwrap().is_empty());
         // b.xml's part still waits for its receipt, where it was.
         let b = j.parts_of(3).unwrap();
@@ -1235,8 +1386,10 @@ mod tests {
             b[0].id
         );
         assert_eq!(j.last_sequence("BRG-4601").unwrap(), Some(1));
+        // A v1 journal has no installation id yet (`installation` gives it one).
+        assert_eq!(j.installation_id().unwrap(), None);
+        j.set_installation_id("0123456789abcdef").unwrap();
         let id = j.installation_id().unwrap();
-        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
         // A later read of b is reported as before, in b's own read file.
         j.record_receipt(b[0].id, "OK", "", &[]).unwrap();
         assert_eq!(
@@ -1245,7 +1398,7 @@ mod tests {
             1
         );
         j.set_done(3).unwrap();
-        j.plan_events().unwrap();
+        j.plan_events(&|_| false).unwrap();
         let events = j.unwritten_events().unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(
@@ -1365,7 +1518,7 @@ mod tests {
         );
         j.set_receipt_staged(f).unwrap();
         j.set_done(f).unwrap();
-        j.plan_events().unwrap();
+        j.plan_events(&|_| false).unwrap();
         assert!(j.unwritten_events().unwrap().is_empty());
         // Read after the receipt: a read event file.
         j.record_statuses(&[StatusUpdate {
@@ -1378,7 +1531,7 @@ mod tests {
             next_poll: None,
         }])
         .unwrap();
-        j.plan_events().unwrap();
+        j.plan_events(&|_| false).unwrap();
         let events = j.unwritten_events().unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, LetterEvent::Read);
@@ -1390,7 +1543,7 @@ mod tests {
         assert_eq!(news.len(), 1);
         assert_eq!(news[0].correspondence_id.as_deref(), Some("c-1"));
         j.set_event_written(events[0].id, 2).unwrap();
-        j.plan_events().unwrap();
+        j.plan_events(&|_| false).unwrap();
         assert!(j.unwritten_events().unwrap().is_empty());
         let l = j.letters_of(f).unwrap();
         assert_eq!(l[0].altinn_status.as_deref(), Some("Read"));
@@ -1400,5 +1553,91 @@ mod tests {
         assert_eq!(j.note("transport").unwrap().unwrap().0, "throttled");
         j.set_note("transport", None).unwrap();
         assert!(j.note("transport").unwrap().is_none());
+    }
+
+    #[test]
+    fn probe_tells_a_used_journal_from_a_new_one_without_changing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let new = |p: &Path| !SqliteJournal::probe(p).unwrap().holds_state;
+        assert!(new(&path) && !path.exists(), "missing: not created");
+        std::fs::write(&path, b"").unwrap();
+        assert!(new(&path), "0 bytes");
+        drop(SqliteJournal::open(&path).unwrap());
+        assert!(new(&path), "tables, no rows");
+        // A journal from before ids: no meta table, one file.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE meta").unwrap();
+        conn.execute(
+            "INSERT INTO files (name, state) VALUES ('a.xml', 'Done')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let p = SqliteJournal::probe(&path).unwrap();
+        assert_eq!(
+            p,
+            Probe {
+                holds_state: true,
+                installation_id: None,
+                has_files: true
+            }
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "probing writes nothing"
+        );
+        std::fs::write(dir.path().join("junk.sqlite"), b"not a database at all").unwrap();
+        let err = SqliteJournal::probe(&dir.path().join("junk.sqlite")).unwrap_err();
+        assert!(err.to_string().contains("junk.sqlite"), "{err}");
+    }
+
+    #[test]
+    fn name_epochs_only_go_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1000);
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
+        assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
+        assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+    }
+
+    #[test]
+    fn events_take_the_next_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        for (no, reference) in [(1, "x"), (2, "y")] {
+            let f = j.add_file("a.xml", 1).unwrap();
+            j.record_parts(f, "ABC", &[part(no, None, &[reference])])
+                .unwrap();
+            let p = &j.parts_of(f).unwrap()[0];
+            j.set_part_state(p.id, PartState::Uploaded).unwrap();
+            j.record_receipt(
+                p.id,
+                "OK",
+                "",
+                &[(reference.to_string(), "OK".to_string(), String::new())],
+            )
+            .unwrap();
+            j.set_done(f).unwrap();
+        }
+        j.record_reads(&[("x".into(), "t".into()), ("y".into(), "t".into())])
+            .unwrap();
+        // read-1 is on disk already (a reset state left it): skipped; and
+        // the second event does not take a name planned for the first.
+        j.plan_events(&|n| n == "a.xml.read-1.xml").unwrap();
+        let names: Vec<String> = j
+            .unwritten_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.outbox_name)
+            .collect();
+        assert_eq!(names, vec!["a.xml.read-2.xml", "a.xml.read-3.xml"]);
+        // Taken by someone else before it was published: the next free one.
+        let first = j.unwritten_events().unwrap()[0].id;
+        let taken = |n: &str| n == "a.xml.read-1.xml";
+        assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
     }
 }

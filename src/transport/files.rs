@@ -7,14 +7,16 @@
 //! ([`FileTransport::delivered`]); collecting reads receipts and read
 //! confirmations, which are removed remotely only once journalled.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use tracing::{error, warn};
 
-use super::{Disposition, News, Outgoing, Result, Submitted, Transport, TransportError};
+use super::{Disposition, ErrorKind, News, Outgoing, Result, Submitted, Transport, TransportError};
 use crate::altinn;
 use crate::durable;
+use crate::installation;
 use crate::journal::PollRow;
 
 /// Which inbound folder.
@@ -61,7 +63,9 @@ pub trait FileTransport: Send {
     /// Names of inbound files waiting, oldest first.
     fn list(&mut self, folder: Inbound) -> Result<Vec<String>>;
 
-    /// Copy an inbound file to `dest` (a local path; written atomically).
+    /// Copy an inbound file to `dest` (a local path; written atomically),
+    /// streaming it; a file over [`super::MAX_INBOUND_BYTES`] is an
+    /// [`super::ErrorKind::Refused`] error and nothing is written.
     fn fetch(&mut self, folder: Inbound, name: &str, dest: &Path) -> Result<()>;
 
     /// Remove an inbound file once it is journalled.
@@ -109,16 +113,24 @@ pub struct Handle {
 /// A [`FileTransport`] as a [`Transport`]. Inbound files are fetched into
 /// `inbound` (the state folder's `inbound/`); one that cannot be read is
 /// kept in `inbound/bad`, one that matches nothing in `inbound/unmatched`.
+/// Receipts named for another installation's parts (two on one Altinn
+/// account) are theirs to take: left alone, not even counted.
 pub struct Files<T: FileTransport> {
     inner: T,
     inbound: PathBuf,
+    installation_id: String,
+    /// Inbound files the transport refused (over the size limit): logged
+    /// once, then passed over, so they neither stop the others nor spin.
+    refused: HashSet<String>,
 }
 
 impl<T: FileTransport> Files<T> {
-    pub fn new(inner: T, inbound: &Path) -> Files<T> {
+    pub fn new(inner: T, inbound: &Path, installation_id: &str) -> Files<T> {
         Files {
             inner,
             inbound: inbound.to_path_buf(),
+            installation_id: installation_id.to_string(),
+            refused: HashSet::new(),
         }
     }
 
@@ -128,9 +140,23 @@ impl<T: FileTransport> Files<T> {
         fs::create_dir_all(&self.inbound).map_err(|e| {
             TransportError::transient(format!("cannot create {}: {e}", self.inbound.display()))
         })?;
-        for name in self.inner.list(folder)? {
+        let mut names = self.inner.list(folder)?;
+        names.retain(|n| {
+            !self.refused.contains(n)
+                && (folder != Inbound::Receipts
+                    || installation::owner_of(n).is_none_or(|id| id == self.installation_id))
+        });
+        for name in names {
             let local = self.inbound.join(&name);
-            self.inner.fetch(folder, &name, &local)?;
+            match self.inner.fetch(folder, &name, &local) {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::Refused => {
+                    error!(file = %name, error = %e, "inbound file refused; the others go on");
+                    self.refused.insert(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             let handle = Handle {
                 folder,
                 name: name.clone(),

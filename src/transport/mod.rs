@@ -43,6 +43,27 @@ pub enum ErrorKind {
     Transient,
     /// Authentication, host key, permissions: an operator must act.
     Permanent,
+    /// This one inbound file cannot be taken (it is over
+    /// [`MAX_INBOUND_BYTES`]); the transport itself is fine, so the others
+    /// go on. Retrying the same file cannot help.
+    Refused,
+}
+
+/// The largest inbound file (receipt, confirmations) fetched: the most the
+/// parser reads of one ([`crate::altinn::MAX_DOCUMENT_BYTES`]). Larger
+/// files are refused before a byte is copied, so a runaway or hostile file
+/// costs neither memory nor disk.
+pub const MAX_INBOUND_BYTES: u64 = crate::altinn::MAX_DOCUMENT_BYTES;
+
+/// The error for an inbound file over [`MAX_INBOUND_BYTES`].
+pub fn too_large(what: &str, size: u64) -> TransportError {
+    TransportError {
+        kind: ErrorKind::Refused,
+        message: format!(
+            "{what} is {size} bytes, over the limit of {MAX_INBOUND_BYTES} bytes for a file \
+             from Altinn; it is not read, and left where it is"
+        ),
+    }
 }
 
 #[derive(Debug)]
@@ -265,13 +286,16 @@ pub fn whole_part(p: &package::Part) -> NewPart {
 /// transport connects on first use (so a server that is down at start is a
 /// transient problem later, not a failed start), but its key file,
 /// passphrase and pinned host keys are read now.
-pub fn open(config: &crate::config::Config) -> Result<Box<dyn Transport>> {
+/// `installation_id` tells this installation's receipts from others'.
+pub fn open(config: &crate::config::Config, installation_id: &str) -> Result<Box<dyn Transport>> {
     use crate::config::TransportKind;
     let inbound = config.paths.state.join("inbound");
     match config.transport.kind {
-        TransportKind::Local | TransportKind::Sftp => {
-            Ok(Box::new(Files::new(open_files(config)?, &inbound)))
-        }
+        TransportKind::Local | TransportKind::Sftp => Ok(Box::new(Files::new(
+            open_files(config)?,
+            &inbound,
+            installation_id,
+        ))),
         TransportKind::Altinn3 => altinn3::open(config),
     }
 }

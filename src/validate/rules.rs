@@ -412,6 +412,12 @@ impl<'a> Rules<'a> {
         self.violations
     }
 
+    /// The violations found since the last call (so a caller can rank and
+    /// count them as they come instead of holding them all).
+    pub fn take_violations(&mut self) -> std::vec::Drain<'_, Violation> {
+        self.violations.drain(..)
+    }
+
     fn report(&mut self, code: &'static str, pos: Pos, message: String) {
         self.violations.push(Violation { code, pos, message });
     }
