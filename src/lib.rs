@@ -11,6 +11,8 @@
 //! - [`outbox`]: receipts and events for the fagsystem.
 //! - [`altinn`]: Altinn's receipts and read confirmations (write + parse).
 //! - [`sim`]: Altinn's batch side, simulated over folders (tests, demos).
+//! - [`sim_altinn3`]: Altinn 3 Correspondence and Maskinporten, simulated
+//!   over HTTP (tests, demos, benchmarks).
 //!
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
@@ -29,6 +31,7 @@ pub mod outbox;
 pub mod package;
 pub mod pipeline;
 pub mod sim;
+pub mod sim_altinn3;
 pub mod status;
 pub mod transport;
 pub mod validate;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use dpv_batch::gen;
 use dpv_batch::sim::cli::SimArgs;
+use dpv_batch::sim_altinn3::cli::SimAltinn3Args;
 use dpv_batch::validate::{report, Options, Validator};
 
 #[derive(Parser)]
@@ -107,6 +108,10 @@ enum Command {
     /// answer batches in DIR/upload with receipts, then read confirmations.
     #[command(display_order = 6)]
     Sim(SimArgs),
+    /// Simulate Altinn 3 Correspondence, Maskinporten and the token exchange
+    /// over HTTP (for tests and demos); DIR/sim.toml says where.
+    #[command(display_order = 6)]
+    SimAltinn3(SimAltinn3Args),
     /// Upload one file with the configured transport (developer tool; the
     /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
     #[command(hide = true)]
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Sim(args) => dpv_batch::sim::cli::main(args),
+        Command::SimAltinn3(args) => dpv_batch::sim_altinn3::cli::main(args),
         Command::SftpPut {
             config,
             name,
