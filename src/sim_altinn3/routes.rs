@@ -309,16 +309,9 @@ async fn create_json(
     if let Err(r) = gate(&sim, &headers, Some("application/json"), Policy::Sender) {
         return r;
     }
-    let too_big = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > JSON_LIMIT);
-    if too_big {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    }
-    let bytes = match axum::body::to_bytes(body, JSON_LIMIT).await {
+    let bytes = match read_limited(body, JSON_LIMIT).await {
         Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(r) => return r,
     };
     if bytes.is_empty() {
         return problem::validation_problem(&[ModelError::new(
@@ -330,6 +323,32 @@ async fn create_json(
         Ok(req) => create(sim, peer, req, vec![]).await,
         Err(errors) => problem::validation_problem(&errors),
     }
+}
+
+/// Read a body of at most `limit` bytes. A larger one is read to its end
+/// (and thrown away, up to 1 GiB) before the 413, so the client, still
+/// sending, gets the answer instead of a broken pipe.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+    const DRAIN: u64 = 1 << 30;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST.into_response())?;
+        seen += chunk.len() as u64;
+        if seen > limit as u64 {
+            bytes = Vec::new(); // too big: only count from here on
+            if seen > DRAIN {
+                break;
+            }
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit as u64 {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+    }
+    Ok(bytes)
 }
 
 /// Deletes the multipart temp files of a request when it is done with them
@@ -715,9 +734,9 @@ async fn init_attachment(
     if let Err(r) = gate(&sim, &headers, Some("application/json"), Policy::Sender) {
         return r;
     }
-    let bytes = match axum::body::to_bytes(body, JSON_LIMIT).await {
+    let bytes = match read_limited(body, JSON_LIMIT).await {
         Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(r) => return r,
     };
     let meta = match model::bind_attachment_json(&bytes) {
         Ok(m) => m,
