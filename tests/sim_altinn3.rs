@@ -1808,3 +1808,149 @@ fn a_200_mb_attachment_streams_to_disk() {
         "the simulator peaked at {peak} KiB for a 200 MB file"
     );
 }
+
+#[test]
+fn the_other_validation_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let token = sim.sender();
+    let check = |edit: &dyn Fn(&mut Value), status: u16, code: i64| {
+        let mut l = letter(ORG, "V");
+        edit(&mut l);
+        let got = sim.post(&token, "/correspondence", &l);
+        assert_altinn_error(&got, status, code);
+    };
+    let dialog = json!({"referenceValue": "019abaa7-6dfd-7b82-9232-a34ba1e87fbd", "referenceType": "DialogportenDialogId"});
+    check(
+        &|l| {
+            l["recipients"] = json!(["0192:974760673", ORG]);
+            l.as_object_mut().unwrap().remove("idempotentKey");
+        },
+        400,
+        1006,
+    );
+    check(&|l| l["correspondence"]["resourceId"] = json!("no-such-resource"), 400, 1036);
+    let many: Vec<Value> = (0..101).map(|i| json!({"fileName": format!("{i}.pdf"), "sendersReference": "x"})).collect();
+    check(&|l| l["correspondence"]["content"]["attachments"] = json!(many), 400, 1038);
+    check(
+        &|l| {
+            l["recipients"] = json!([ORG, "07827199405"]);
+            l.as_object_mut().unwrap().remove("idempotentKey");
+            l["correspondence"]["externalReferences"] = json!([dialog]);
+        },
+        400,
+        1045,
+    );
+    check(
+        &|l| {
+            l["correspondence"]["externalReferences"] = json!([dialog]);
+            l["correspondence"]["replyOptions"] = json!([{"linkURL": "https://altinn.no"}]);
+        },
+        400,
+        1051,
+    );
+    check(&|l| l["correspondence"]["externalReferences"] = json!([dialog]), 404, 1054);
+    check(&|l| l["correspondence"]["isConfidential"] = json!(true), 400, 1061);
+    let meta = |name: &str, extra: Value| {
+        let mut m = json!({"fileName": name, "sendersReference": "x"});
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!([m])
+    };
+    check(&|l| l["correspondence"]["content"]["attachments"] = meta("", json!({})), 400, 2010);
+    // 2011 (name too long) is unreachable: [StringLength(255)] refuses first.
+    let mut l = letter(ORG, "V");
+    l["correspondence"]["content"]["attachments"] = meta(&format!("{}.pdf", "a".repeat(252)), json!({}));
+    assert_model_error(&sim.post(&token, "/correspondence", &l));
+    check(&|l| l["correspondence"]["content"]["attachments"] = meta("a|b.pdf", json!({})), 400, 2012);
+    let notification = |extra: Value| {
+        let mut n = json!({"notificationChannel": "Email", "emailSubject": "s", "emailBody": "b", "smsBody": "m"});
+        n.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        n
+    };
+    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "Sms"})), 400, 3005);
+    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "SmsPreferred"})), 400, 3007);
+    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "EmailAndSms"})), 400, 3025);
+    check(
+        &|l| l["correspondence"]["notification"] = notification(json!({"emailBody": "Hei $recipientName$", "customRecipients": [{"emailAddress": "post@firma.no"}]})),
+        400,
+        3015,
+    );
+    check(
+        &|l| {
+            l["recipients"] = json!([ORG, "07827199405"]);
+            l.as_object_mut().unwrap().remove("idempotentKey");
+            l["correspondence"]["notification"] = notification(json!({"customRecipients": [{"emailAddress": "post@firma.no"}]}));
+        },
+        400,
+        3017,
+    );
+
+    // Multipart: an empty file (2004), expiry under a day (2017).
+    let form = |expiry: &str, bytes: Vec<u8>| {
+        multipart::Form::new()
+            .text("correspondence.resourceId", DPV)
+            .text("correspondence.sendersReference", "F")
+            .text("correspondence.content.messageTitle", "t")
+            .text("correspondence.content.messageBody", "b")
+            .text("correspondence.content.attachments[0].fileName", "a.pdf")
+            .text("correspondence.content.attachments[0].sendersReference", "x")
+            .text("correspondence.content.attachments[0].expirationInDays", expiry.to_string())
+            .text("recipients", ORG)
+            .part("attachments", multipart::Part::bytes(bytes).file_name("a.pdf"))
+    };
+    let send = |f: multipart::Form| answer(sim.http.post(sim.url("/correspondence/upload")).bearer_auth(&token).multipart(f).send().unwrap());
+    assert_altinn_error(&send(form("14", vec![])), 400, 2004);
+    assert_altinn_error(&send(form("0", vec![1])), 400, 2017);
+    assert_eq!(send(form("1", vec![1])).0, 200);
+
+    // Forwarding with more than 10 MB of attachments (1069).
+    let (_, id) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "big.pdf", "sendersReference": "x"}));
+    let id = id.as_str().unwrap().to_string();
+    let r = sim.http.post(sim.url(&format!("/attachment/{id}/upload"))).bearer_auth(&token).header("content-type", "application/octet-stream").body(vec![0u8; 10_000_001]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    sim.get(&token, &format!("/attachment/{id}"));
+    check(
+        &|l| {
+            l["existingAttachments"] = json!([id]);
+            l["correspondence"]["allowForwarding"] = json!(true);
+        },
+        400,
+        1069,
+    );
+    // A purged attachment cannot be purged again (2006).
+    let (_, spare) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "x.pdf", "sendersReference": "x"}));
+    let delete = || answer(sim.http.delete(sim.url(&format!("/attachment/{}", spare.as_str().unwrap()))).bearer_auth(&token).send().unwrap());
+    assert_eq!(delete().0, 204);
+    assert_altinn_error(&delete(), 400, 2006);
+}
+
+#[test]
+fn an_interrupted_upload_fails_the_attachment() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let token = sim.sender();
+    let (_, id) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "a.pdf", "sendersReference": "x"}));
+    let id = id.as_str().unwrap().to_string();
+    // Announce 1 MB, send 10 bytes, hang up.
+    let url = sim.url(&format!("/attachment/{id}/upload"));
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n0123456789"
+    )
+    .unwrap();
+    tcp.flush().unwrap();
+    drop(tcp);
+    let failed = wait_for(Duration::from_secs(10), "Failed", || {
+        let (_, v) = sim.get(&token, &format!("/attachment/{id}"));
+        (v["status"] == "Failed").then_some(v)
+    });
+    assert_eq!(failed["statusText"], "UploadInterrupted");
+    // UploadProcessing was reached: the attachment cannot be uploaded again.
+    let again = sim.http.post(&url).bearer_auth(&token).header("content-type", "application/octet-stream").body(vec![1]).send().unwrap();
+    assert_altinn_error(&answer(again), 400, 2005);
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temp file left");
+}
