@@ -237,9 +237,7 @@ impl Transport for Altinn3 {
         dir: &Path,
         ctx: &PrepareContext<'_>,
     ) -> std::result::Result<Vec<NewPart>, PackError> {
-        let namespace = Uuid::parse_str(ctx.installation_id)
-            .map_err(|e| PackError::Io(std::io::Error::other(format!("installation id: {e}"))))?;
-        let opts = SplitOptions::new(&self.cfg, namespace, 0);
+        let opts = SplitOptions::new(&self.cfg, key_namespace(ctx.installation_id), 0);
         let folder = format!("{:05}", part.part_no);
         let out_dir = dir.join(&folder);
         let metas = letters::split(&part.path, &out_dir, &opts).map_err(|e| match e {
@@ -419,6 +417,17 @@ impl Transport for Altinn3 {
     fn condition(&self) -> Option<String> {
         self.client.throttled()
     }
+}
+
+/// The namespace of this installation's idempotent keys: a UUIDv5 of its
+/// installation id (`state/installation-id`, kept in the journal too), so
+/// the same letter gets the same key after any restart, and another
+/// installation's letters never share one.
+pub fn key_namespace(installation_id: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("dpv-batch/installation/{installation_id}").as_bytes(),
+    )
 }
 
 /// A letter folder's request (`letter.json`), as JSON.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod altinn3;
 pub mod sftp;
 pub mod zips;
 
