@@ -213,3 +213,320 @@ fn every_sample_end_to_end_over_altinn3() {
     assert!(ws.names("inbox").is_empty());
     assert_outbox_schema_valid(&ws);
 }
+
+/// `gen --letters N --shipment S` into the inbox as `name`.
+fn gen_batch(ws: &Workspace, name: &str, letters: u64, shipment: &str) {
+    let out = Command::new(bin())
+        .args([
+            "gen",
+            "--letters",
+            &letters.to_string(),
+            "--shipment",
+            shipment,
+        ])
+        .output()
+        .expect("gen");
+    assert!(out.status.success());
+    ws.drop_file(name, &out.stdout);
+}
+
+/// Wait (up to `limit`) until `probe` holds; false if it never did.
+fn wait_for(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    probe()
+}
+
+/// Altinn refuses one letter (an unknown recipient, 404/1029): that letter
+/// is rejected with Altinn's reasons, the other three are created, and the
+/// file is PartiallyAccepted.
+#[test]
+fn a_refused_letter_does_not_stop_the_others() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(&ws.path("altinn3"), &["--unknown-recipient", "874391506"]);
+    ws.configure(&sim, "");
+    ws.drop_file("bokmal.xml", &sample("valid/letters-bokmal.xml"));
+    ws.run_once_ok("60s");
+    let r = ws.receipt("bokmal.xml");
+    assert_eq!(outcome(&r), "PartiallyAccepted", "{r}");
+    assert_eq!(
+        letter_statuses(&r),
+        vec![
+            ("BYGG-2026-004711-V1".into(), "Accepted".into()),
+            ("EIENDOMSSKATT-2026-120045".into(), "Accepted".into()),
+            ("POST-2026-331907".into(), "Accepted".into()),
+            ("OPPVEKST-2026-0093".into(), "Rejected".into()),
+        ]
+    );
+    let refused = r.split("<Letter>").nth(4).expect("fourth letter");
+    assert!(
+        refused.contains("<Refusal http=\"404\" errorCode=\"1029\""),
+        "{refused}"
+    );
+    assert!(tag(refused, "CorrespondenceId").is_empty());
+    let refs = sim.refs();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    assert!(!refs.contains_key("OPPVEKST-2026-0093"));
+    assert_eq!(ws.names("archive").len(), 1);
+    assert_outbox_schema_valid(&ws);
+}
+
+/// 429 storms, 5xx and answers lost after Altinn committed (10%): every
+/// letter is created exactly once, every file gets one Accepted receipt,
+/// and `status` said we were throttled while it happened.
+#[test]
+fn faults_429_5xx_and_lost_answers_create_each_letter_once() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(
+        &ws.path("altinn3"),
+        &[
+            "--rate-429",
+            "0.2",
+            "--rate-5xx",
+            "0.1",
+            "--drop-after-commit",
+            "0.1",
+        ],
+    );
+    ws.configure(&sim, "");
+    for i in 0..4 {
+        gen_batch(&ws, &format!("b{i}.xml"), 25, &format!("F{i}"));
+    }
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let said = wait_for(Duration::from_secs(60), || {
+        ws.status().contains("throttling us")
+    });
+    let done = wait_for(Duration::from_secs(240), || ws.names("outbox").len() == 4);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(said, "status never said we were throttled");
+    assert!(done, "{:?}\n{}", ws.names("outbox"), ws.status());
+    for i in 0..4 {
+        let r = ws.receipt(&format!("b{i}.xml"));
+        assert_eq!(outcome(&r), "Accepted", "{r}");
+    }
+    let refs = sim.refs();
+    assert_eq!(refs.len(), 100, "every letter created");
+    let twice: Vec<_> = refs.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(twice.is_empty(), "created more than once: {twice:?}");
+    assert_outbox_schema_valid(&ws);
+}
+
+/// A key Altinn does not accept stops the transport: nothing is sent,
+/// `run --once` ends with the reason, `status` says it; with the right key
+/// everything goes, once. A token Altinn stops accepting (its secret
+/// rotated while we hold one) is refreshed once and the letters go on.
+#[test]
+fn wrong_key_stops_and_a_rejected_token_is_refreshed() {
+    let ws = Workspace::new();
+    let mut sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "");
+    // Another RSA key than the one the simulator knows.
+    let right = fs::read(ws.path("client.pem")).expect("key");
+    let wrong = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(wrong.status.success());
+    fs::write(ws.path("client.pem"), &wrong.stdout).expect("wrong key");
+    ws.drop_file("a.xml", &sample("valid/letters-nynorsk-english.xml"));
+    let out = ws.run_once("30s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("key"), "the key is named: {stderr}");
+    assert!(sim.created().is_empty());
+    assert!(ws.names("outbox").is_empty());
+    let status = ws.status();
+    assert!(status.contains("transport: "), "{status}");
+    // check-config --connect says which step failed.
+    let out = Command::new(bin())
+        .args(["check-config", "--connect", "--config"])
+        .arg(ws.config())
+        .output()
+        .expect("check-config");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the key step failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    fs::write(ws.path("client.pem"), &right).expect("right key");
+    let out = Command::new(bin())
+        .args(["check-config", "--connect", "--config"])
+        .arg(ws.config())
+        .output()
+        .expect("check-config");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ws.run_once_ok("60s");
+    assert_eq!(outcome(&ws.receipt("a.xml")), "Accepted");
+    assert!(!ws.status().contains("transport: "), "{}", ws.status());
+
+    // The daemon holds a token; the simulator forgets its secret and comes
+    // back: the token is refused (401), a fresh one is fetched, and the next
+    // file goes.
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    gen_batch(&ws, "b.xml", 3, "TOKEN-1");
+    assert!(wait_for(Duration::from_secs(60), || ws
+        .names("outbox")
+        .contains("b.xml.receipt.xml")));
+    sim.kill();
+    fs::remove_file(ws.path("altinn3/state/token-secret")).expect("token secret");
+    sim.restart();
+    gen_batch(&ws, "c.xml", 3, "TOKEN-2");
+    let done = wait_for(Duration::from_secs(60), || {
+        ws.names("outbox").contains("c.xml.receipt.xml")
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(done, "{}", ws.status());
+    assert_eq!(outcome(&ws.receipt("c.xml")), "Accepted");
+    let refs = sim.refs();
+    assert_eq!(refs.len(), 4 + 3 + 3);
+    assert!(refs.values().all(|&n| n == 1), "{refs:?}");
+}
+
+/// What happens after the receipt reaches the fagsystem as new files:
+/// published, failed at publication (with Altinn's reason), read. With
+/// receipt_after = "published" the receipt waits and says it all.
+#[test]
+fn later_statuses_become_event_files_and_receipts_can_wait_for_publication() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(
+        &ws.path("altinn3"),
+        &[
+            "--fail-at-publish",
+            "874391506",
+            "--publish-delay-ms",
+            "1500",
+        ],
+    );
+    ws.configure(&sim, "");
+    ws.drop_file("bokmal.xml", &published_now(""));
+    ws.run_once_ok("60s");
+    let receipt = ws.receipt("bokmal.xml");
+    assert_eq!(outcome(&receipt), "Accepted", "{receipt}");
+    assert_eq!(tag(&receipt, "PublishedAt").len(), 0, "not yet published");
+    // Keep running until the news is out.
+    let news = |kind: &str| -> Vec<String> {
+        ws.names("outbox")
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("bokmal.xml.{kind}-")))
+            .flat_map(|n| {
+                let x = fs::read_to_string(ws.path("outbox").join(&n)).unwrap_or_default();
+                tag(&x, "SendersReference")
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let published = wait_for(Duration::from_secs(60), || {
+        news("published").len() == 3 && news("failed").len() == 1
+    });
+    // The recipient reads one letter.
+    assert!(published, "{:?}", ws.names("outbox"));
+    let first = tag(&receipt, "CorrespondenceId")[0].to_string();
+    assert!(sim.mark_read(&first), "mark read");
+    let read = wait_for(Duration::from_secs(60), || news("read").len() == 1);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(read, "{:?}", ws.names("outbox"));
+    assert_eq!(news("failed"), vec!["OPPVEKST-2026-0093"]);
+    let failed_file = ws
+        .names("outbox")
+        .into_iter()
+        .find(|n| n.starts_with("bokmal.xml.failed-"))
+        .unwrap();
+    let failed = fs::read_to_string(ws.path("outbox").join(failed_file)).unwrap();
+    assert_eq!(tag(&failed, "Reason").len(), 1, "{failed}");
+    assert_eq!(news("read"), vec!["BYGG-2026-004711-V1"]);
+    assert_eq!(
+        ws.receipt("bokmal.xml"),
+        receipt,
+        "the receipt is never rewritten"
+    );
+    assert_outbox_schema_valid(&ws);
+
+    // Hold the receipt until publication: the same letters, another file.
+    let ws2 = Workspace::new();
+    ws2.configure(&sim, "receipt_after = \"published\"");
+    ws2.drop_file("held.xml", &published_now("HOLD-"));
+    ws2.run_once_ok("60s");
+    let held = ws2.receipt("held.xml");
+    assert_eq!(outcome(&held), "PartiallyAccepted", "{held}");
+    assert_eq!(tag(&held, "PublishedAt").len(), 3, "{held}");
+    let failed = held.split("<Letter>").nth(4).unwrap();
+    assert_eq!(tag(failed, "Status"), vec!["Rejected"]);
+    assert_eq!(tag(failed, "AltinnStatus"), vec!["Failed"]);
+    assert!(
+        tag(failed, "Text")[0].contains("could not publish"),
+        "{failed}"
+    );
+    assert_outbox_schema_valid(&ws2);
+}
+
+/// letters-bokmal.xml to be published at once (its VisibleDateTime is a
+/// year back), its SendersReferences prefixed with `prefix`.
+fn published_now(prefix: &str) -> Vec<u8> {
+    String::from_utf8(sample("valid/letters-bokmal.xml"))
+        .unwrap()
+        .replace("<VisibleDateTime>2026-12-01", "<VisibleDateTime>2025-12-01")
+        .replace("<SendersReference>", &format!("<SendersReference>{prefix}"))
+        .into_bytes()
+}
+
+/// A letter Altinn keeps unpublished `overdue_after` past its requested
+/// publish time shows as overdue in `status`.
+#[test]
+fn unpublished_letters_show_as_overdue_in_status() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(&ws.path("altinn3"), &["--publish-delay-ms", "3600000"]);
+    ws.configure(&sim, "overdue_after = \"1s\"");
+    ws.drop_file("late.xml", &published_now("LATE-"));
+    ws.run_once_ok("60s");
+    assert_eq!(outcome(&ws.receipt("late.xml")), "Accepted");
+    // Still unpublished a second after: overdue, each letter named.
+    let overdue = wait_for(Duration::from_secs(30), || {
+        ws.status().contains("LATE-BYGG-2026-004711-V1 in late.xml")
+    });
+    let status = ws.status();
+    assert!(overdue, "{status}");
+    assert!(status.contains("overdue:"), "{status}");
+    assert_eq!(status.matches(" in late.xml: ").count(), 4, "{status}");
+}

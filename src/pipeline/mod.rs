@@ -374,13 +374,7 @@ impl Pipeline {
                 self.backoff.succeeded();
                 self.transport_error = None;
             }
-            // What the transport goes through, for `status` (written when it changes).
-            let said = self.transport_error.clone().or(self.transport.condition());
-            if self.last_note.as_ref() != Some(&said) {
-                self.journal
-                    .set_note(journal::notes::TRANSPORT, said.as_deref())?;
-                self.last_note = Some(said);
-            }
+            self.note_transport()?;
         }
         self.settle_submitted()?;
         if self.delivery.backoff.ready() {
@@ -787,7 +781,24 @@ impl Pipeline {
             }
             let results = self.transport.submit(&batch);
             self.record_submitted(&batch, results)?;
+            // A long run of batches (Altinn throttling us) must show in `status`.
+            self.note_transport()?;
         }
+    }
+
+    /// What the transport goes through (the last error, or its own word:
+    /// throttled), for `status`; written when it changes.
+    fn note_transport(&mut self) -> std::result::Result<(), JournalError> {
+        let said = match (self.transport.condition(), &self.transport_error) {
+            (Some(c), Some(e)) => Some(format!("{c}; the last error: {e}")),
+            (c, e) => c.or(e.clone()),
+        };
+        if self.last_note.as_ref() != Some(&said) {
+            self.journal
+                .set_note(journal::notes::TRANSPORT, said.as_deref())?;
+            self.last_note = Some(said);
+        }
+        Ok(())
     }
 
     /// The next parts to send, journalled as in flight. Parts already in

@@ -41,7 +41,7 @@ use crate::package::{self, PackError};
 
 /// Letters per `submit` call, per letter allowed in flight: enough that the
 /// journal's two transactions per batch cost little next to the calls.
-const BATCH_PER_SLOT: usize = 16;
+const BATCH_PER_SLOT: usize = 8;
 
 /// A sent letter is not polled any more once it is this old without a
 /// final status (a letter nobody reads would be polled for ever).
@@ -291,7 +291,9 @@ impl Transport for Altinn3 {
     }
 
     fn batch_size(&self) -> usize {
-        self.cfg.concurrency.max(1) * BATCH_PER_SLOT
+        // As many as the calls allowed in flight now (fewer while Altinn
+        // throttles us), so a batch takes about as long whatever the rate.
+        self.client.concurrency_now().max(1) * BATCH_PER_SLOT
     }
 
     fn submit(&mut self, parts: &[Outgoing]) -> Vec<Result<Submitted>> {
