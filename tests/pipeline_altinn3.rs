@@ -530,3 +530,68 @@ fn unpublished_letters_show_as_overdue_in_status() {
     assert!(status.contains("overdue:"), "{status}");
     assert_eq!(status.matches(" in late.xml: ").count(), 4, "{status}");
 }
+
+/// Letters in flight when Altinn could not be reached are sent again, with
+/// the same keys, once it is back; one that Altinn then refuses is refused
+/// for that letter only.
+#[test]
+fn a_letter_refused_after_a_restart() {
+    let ws = Workspace::new();
+    let mut sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "");
+    sim.kill();
+    ws.drop_file("late.xml", &published_now("R-"));
+    let out = ws.run_once("5s");
+    assert_eq!(out.status.code(), Some(3), "pending while Altinn is away");
+    assert!(ws.names("outbox").is_empty());
+    assert!(ws.status().contains("waiting to send"), "{}", ws.status());
+    sim.restart_with(&["--unknown-recipient", "874391506"]);
+    ws.run_once_ok("60s");
+    let r = ws.receipt("late.xml");
+    assert_eq!(outcome(&r), "PartiallyAccepted", "{r}");
+    let refused = r.split("<Letter>").nth(4).expect("fourth letter");
+    assert!(refused.contains("errorCode=\"1029\""), "{refused}");
+    let refs = sim.refs();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    assert!(refs.values().all(|&n| n == 1), "{refs:?}");
+}
+
+/// Altinn answers "created", then loses the letters (its state wiped):
+/// polling finds them gone (404) and stops; nothing is sent again, and the
+/// receipt already written stands.
+#[test]
+fn an_altinn_that_forgets_its_letters_does_not_make_us_send_them_again() {
+    let ws = Workspace::new();
+    let mut sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "");
+    ws.drop_file("a.xml", &published_now("GONE-"));
+    ws.run_once_ok("60s");
+    let receipt = ws.receipt("a.xml");
+    assert_eq!(outcome(&receipt), "Accepted");
+    assert_eq!(sim.created().len(), 4);
+    sim.kill();
+    fs::remove_dir_all(ws.path("altinn3")).expect("wipe");
+    sim.restart();
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let gone = wait_for(Duration::from_secs(60), || {
+        fs::read_to_string(ws.path("state/metrics.prom"))
+            .unwrap_or_default()
+            .contains("dpv_batch_letters{status=\"NotFound\"} 4")
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        gone,
+        "{}",
+        fs::read_to_string(ws.path("state/metrics.prom")).unwrap_or_default()
+    );
+    assert!(sim.created().is_empty(), "nothing sent again");
+    assert_eq!(ws.receipt("a.xml"), receipt);
+    assert!(ws.names("failed").is_empty());
+}

@@ -226,6 +226,11 @@ const PER_TICK: usize = 16;
 /// second plus one file, not sixteen large ones.
 const PER_TICK_BYTES: i64 = 16 << 20;
 
+/// Submitting stops for the tick once it has taken this long: thousands of
+/// letters must not keep the receipts of the files already sent, and the
+/// validation of the next ones, waiting until the last letter has gone.
+const SUBMIT_PER_TICK: Duration = Duration::from_millis(500);
+
 /// At most this many sent letters have their status looked at per tick.
 const POLL_BATCH: usize = 512;
 
@@ -247,6 +252,8 @@ pub struct Pipeline {
     /// News came in this tick (a numbered part may go next), or more
     /// letters are due for a look.
     news_seen: bool,
+    /// Submitting stopped for the tick with more to send.
+    submit_more: bool,
     /// Writing receipts, read events and inputs to the fagsystem's folders.
     delivery: Delivery,
     /// When the remote side may be looked at again (receipts, confirmations,
@@ -298,6 +305,7 @@ impl Pipeline {
             },
             transport_error: None,
             news_seen: false,
+            submit_more: false,
             last_note: None,
             remote_due: Instant::now(),
             delivery: Delivery {
@@ -385,7 +393,10 @@ impl Pipeline {
         }
         self.write_metrics();
         tick.open = self.journal.open_files()?;
-        tick.busy = tick.taken == PER_TICK || staged_left || std::mem::take(&mut self.news_seen);
+        tick.busy = tick.taken == PER_TICK
+            || staged_left
+            || std::mem::take(&mut self.news_seen)
+            || std::mem::take(&mut self.submit_more);
         Ok(tick)
     }
 
@@ -774,6 +785,7 @@ impl Pipeline {
     /// numbered part of its SystemUserCode is waiting for Altinn's answer;
     /// files of other SystemUserCodes go on meanwhile.
     fn submit(&mut self) -> std::result::Result<(), StageError> {
+        let started = Instant::now();
         loop {
             let batch = self.next_batch()?;
             if batch.is_empty() {
@@ -783,6 +795,12 @@ impl Pipeline {
             self.record_submitted(&batch, results)?;
             // A long run of batches (Altinn throttling us) must show in `status`.
             self.note_transport()?;
+            if started.elapsed() >= SUBMIT_PER_TICK {
+                // The other stages get their turn (receipts for what has
+                // gone, the next files validated); the next tick comes at once.
+                self.submit_more = true;
+                return Ok(());
+            }
         }
     }
 

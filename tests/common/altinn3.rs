@@ -84,6 +84,12 @@ impl SimA3 {
         *self = next;
     }
 
+    /// Like [`SimA3::restart`], with other arguments.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.args = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
