@@ -15,7 +15,9 @@
 //!   journal is gone, the file (or staged work) says there was one.
 //! - Remote names are `dpv-<id>-<epoch>-<file id>-<part>.xml`. The epoch
 //!   (milliseconds since 1970 at start, 12 hex digits, strictly increasing
-//!   per journal) is new at every start, so a journal restored from a
+//!   per journal) is new at every start, and a file's names use the epoch
+//!   of the start that took it in (so a restart does not rename work half
+//!   way through, and a staged upload is replaced, not orphaned); a journal restored from a
 //!   backup, whose file ids start again below ones already used, still
 //!   never repeats a name: only a clock set back past the restored
 //!   journal's last start could. Names sort by installation, then by

@@ -276,6 +276,15 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- Every start's name epoch and the first file id it could take in: a file's
+-- remote names use the epoch of the start that received it, so a restart
+-- does not rename a file that is half way through (its speculative upload
+-- keeps its name), and a journal restored from a backup still never
+-- repeats a name (file ids taken after the restore get the new epoch).
+CREATE TABLE IF NOT EXISTS name_epochs (
+    epoch INTEGER PRIMARY KEY,
+    first_file_id INTEGER NOT NULL
+);
 "#;
 
 const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters, received_at, \
@@ -524,8 +533,27 @@ impl Journal {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [epoch.to_string()],
         )?;
+        tx.execute(
+            "INSERT INTO name_epochs (epoch, first_file_id) \
+             VALUES (?1, (SELECT COALESCE(MAX(id), 0) + 1 FROM files))",
+            [epoch],
+        )?;
         tx.commit()?;
         Ok(epoch)
+    }
+
+    /// The name epoch of the start that received file `id` (None for files
+    /// from before epochs were recorded).
+    pub fn epoch_of_file(&self, id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT epoch FROM name_epochs WHERE first_file_id <= ?1 \
+                 ORDER BY first_file_id DESC, epoch DESC LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     // ---- files -------------------------------------------------------------
@@ -1175,6 +1203,13 @@ mod tests {
         assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
         assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
         assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+        // A file keeps the epoch of the start that took it in.
+        let a = j.add_file("a.xml", 1).unwrap();
+        assert_eq!(j.epoch_of_file(a).unwrap(), Some(2000));
+        assert_eq!(j.begin_epoch(3000).unwrap(), 3000);
+        assert_eq!(j.epoch_of_file(a).unwrap(), Some(2000));
+        let b = j.add_file("b.xml", 1).unwrap();
+        assert_eq!(j.epoch_of_file(b).unwrap(), Some(3000));
     }
 
     #[test]

@@ -585,11 +585,15 @@ impl Pipeline {
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
         let staged = self.staged_path(f);
+        // The epoch of the start that took the file in, not this one: a
+        // file re-processed after a restart keeps its remote names, so an
+        // upload staged before the restart is replaced, not orphaned.
+        let epoch = self.journal.epoch_of_file(f.id)?.unwrap_or(self.name_epoch);
         let opts = PackOptions {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: installation::name_prefix(&self.installation_id, self.name_epoch, f.id),
+            name_prefix: installation::name_prefix(&self.installation_id, epoch, f.id),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
