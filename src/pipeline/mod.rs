@@ -329,7 +329,7 @@ impl Pipeline {
         if self.backoff.ready() {
             let look = Instant::now() >= self.remote_due;
             if look {
-                self.remote_due = Instant::now() + Duration::from_millis(self.cfg.run.poll_ms);
+                self.remote_due = Instant::now() + self.cfg.run.poll();
             }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
