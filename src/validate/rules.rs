@@ -782,17 +782,18 @@ impl<'a> Rules<'a> {
             return;
         }
         let size = if data.is_empty() {
-            if problem.is_some() || too_long {
-                return; // DPV014/DPV021 said it: no package entry has such a name
-            }
+            let unusable = problem.is_some() || too_long;
             match self.package.map(|p| (p.attachment(&name), p)) {
+                // DPV014/DPV021 said it: no package entry has such a name.
+                Some(_) if unusable => return,
                 Some((Some(entry), _)) => entry.size,
                 Some((None, package)) => {
                     let message = match package.same_but_for_case_or_form(&name) {
                         Some(similar) => format!(
                             "attachment '{shown}' has empty Data and the export package has no \
                              file named exactly '{name}'; it has '{similar}', which differs only in \
-                             case or Unicode normalisation (NFC/NFD): names must match exactly"
+                             case, Unicode normalisation (NFC/NFD), invisible characters or \
+                             trailing dots and blanks: names must match exactly"
                         ),
                         None => format!(
                             "attachment '{shown}' has empty Data and the export package has no \
@@ -977,6 +978,61 @@ mod tests {
         ] {
             assert!(file_name_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    /// (line, code) of every error in `xml`, validated as a plain batch.
+    fn codes(xml: &str) -> Vec<(u32, String)> {
+        let v = crate::validate::Validator::new(Default::default()).expect("schema");
+        let report = v.validate_xml("t.xml".into(), &mut xml.as_bytes(), None);
+        report
+            .errors
+            .into_iter()
+            .map(|e| (e.line, e.code))
+            .collect()
+    }
+
+    fn letter_with_attachment(file_name: &str, data: &str) -> String {
+        format!(
+            r#"<Correspondences xmlns="http://schemas.altinn.no/services/intermediary/correspondence/2009/10">
+<SystemUserCode>BRG-4601</SystemUserCode><ShipmentReference>S</ShipmentReference>
+<Correspondence><ServiceCode>4255</ServiceCode><ServiceEdition>10</ServiceEdition>
+<SendersReference>R</SendersReference><Reportee>974760673</Reportee>
+<Content><LanguageCode>1044</LanguageCode><MessageTitle>T</MessageTitle>
+<Attachments><BinaryAttachments><BinaryAttachment>
+<FileName>{file_name}</FileName><Name>N</Name><Encrypted>false</Encrypted><Data>{data}</Data>
+</BinaryAttachment></BinaryAttachments></Attachments></Content></Correspondence></Correspondences>"#
+        )
+    }
+
+    #[test]
+    fn an_empty_data_is_reported_whatever_its_file_name() {
+        let dpv = |c: &[(u32, String)]| c.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            dpv(&codes(&letter_with_attachment("a/b.pdf", ""))),
+            ["DPV014", "DPV015"]
+        );
+        let long = "x".repeat(300);
+        assert_eq!(
+            dpv(&codes(&letter_with_attachment(&long, ""))),
+            ["DPV021", "DPV015"]
+        );
+        assert!(codes(&letter_with_attachment("b.pdf", "SGVsbG8=")).is_empty());
+    }
+
+    #[test]
+    fn values_at_their_ceiling_are_whole_and_one_byte_more_is_dpv021() {
+        let at = "x".repeat(MAX_FILE_NAME_BYTES);
+        assert!(codes(&letter_with_attachment(&at, "SGVsbG8=")).is_empty());
+        let over = "x".repeat(MAX_FILE_NAME_BYTES + 1);
+        let got = codes(&letter_with_attachment(&over, "SGVsbG8="));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "DPV021");
+        // Multi-byte characters count in bytes: 128 × 'ø' is 256 bytes.
+        let wide = "ø".repeat(128);
+        assert_eq!(
+            codes(&letter_with_attachment(&wide, "SGVsbG8="))[0].1,
+            "DPV021"
+        );
     }
 
     #[test]
