@@ -18,14 +18,16 @@
 //! position, same name, same length, same SHA-256). Nothing else looks an
 //! entry up by name. A package whose names leave room for doubt is refused
 //! rather than guessed at:
-//! - a name that is not a plain file name at the root (a folder, `\`, a
-//!   control character, longer than a file name may be): PKG007. `old\batch.xml`
-//!   is a file in a folder to one unpacker and a root file to another;
+//! - an entry that is not a plain file at the root (a folder, `/` or `\`
+//!   in its name, a symbolic link, a control character, a name longer than
+//!   a file name may be): PKG007. `old\batch.xml` is a file in a folder to
+//!   one unpacker and a root file to another;
 //! - two entries with the same name, or names equal after Unicode NFC and
-//!   case folding (`Vedtak.pdf`/`vedtak.pdf`, `é` composed/decomposed):
-//!   PKG008. An unpacker keeps one of them, which one depends on the tool
-//!   and the file system. The zip library itself keeps only the last of two
-//!   equal names, so duplicates are found by walking the central directory.
+//!   case folding (`Vedtak.pdf`/`vedtak.pdf`, `é` composed/decomposed),
+//!   invisible characters or trailing dots and blanks aside: PKG008. An
+//!   unpacker keeps one of them, which one depends on the tool and the file
+//!   system. The zip library itself keeps only the last of two equal names,
+//!   so duplicates are found by walking the central directory.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -180,7 +182,7 @@ pub struct PackageIndex {
     /// Attachments by their exact name.
     attachments: HashMap<String, Entry>,
     /// [`folded`] name → name, for a message when a FileName misses only by
-    /// case or normalisation.
+    /// case, normalisation and the like.
     folded: HashMap<String, String>,
 }
 
@@ -196,8 +198,9 @@ impl PackageIndex {
         self.attachments.get(file_name)
     }
 
-    /// An entry whose name differs from `file_name` only in case or Unicode
-    /// normalisation (for a clearer message; never used to fill a letter).
+    /// An entry whose name differs from `file_name` only in case, Unicode
+    /// normalisation, invisible characters or trailing dots and blanks (for
+    /// a clearer message; never used to fill a letter).
     pub fn same_but_for_case_or_form(&self, file_name: &str) -> Option<&str> {
         self.folded
             .get(&folded(file_name))
@@ -248,7 +251,14 @@ impl PackageIndex {
         if !same {
             return Err(changed(&entry.name));
         }
-        let inner = archive.by_index(entry.index).map_err(io::Error::other)?;
+        let inner = archive.by_index(entry.index).map_err(|e| match e {
+            zip::result::ZipError::Io(e) => e,
+            // It was read in full when measured: now it cannot be.
+            other => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {other}", changed(&entry.name)),
+            ),
+        })?;
         Ok(Verified {
             inner,
             entry: entry.clone(),
