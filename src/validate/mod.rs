@@ -16,6 +16,7 @@
 //! or JSON, and which the pipeline journals.
 
 pub mod ids;
+pub mod names;
 pub mod package;
 pub mod report;
 pub mod rules;

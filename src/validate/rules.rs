@@ -609,12 +609,16 @@ impl<'a> Rules<'a> {
             match self.package.map(|p| p.get(&name)) {
                 Some(Some(size)) => *size,
                 Some(None) => {
+                    let hint = self
+                        .package
+                        .and_then(|p| super::names::near_miss(&name, p.keys().map(String::as_str)))
+                        .unwrap_or_default();
                     self.report(
                         "DPV015",
                         data_pos,
                         format!(
                             "attachment '{shown}' has empty Data and the export package has no \
-                             file named '{name}' to fill it from"
+                             file named '{name}' to fill it from{hint}"
                         ),
                     );
                     return;
