@@ -310,6 +310,21 @@ pub struct Journal {
     conn: Connection,
 }
 
+/// `file:PATH?immutable=1`, the path percent-encoded (SQLite's URI names).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 impl Journal {
     /// Open (or create) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal> {
@@ -334,10 +349,51 @@ impl Journal {
         Ok(Journal { conn })
     }
 
-    /// Open read-only, for `status` while the daemon runs.
+    /// Open read-only, for `status`: while the daemon runs, and by a user
+    /// who may read the state folder but not write it.
+    ///
+    /// A reader of a WAL journal needs its `-shm` index; SQLite creates it
+    /// if missing, which such a user cannot ("attempt to write a readonly
+    /// database"). It is missing exactly when no WAL is in use: the daemon
+    /// stopped cleanly and SQLite folded the WAL into the file. The file
+    /// alone then holds everything, and is opened `immutable` (no index, no
+    /// locks). With a WAL left behind (the daemon was killed) the file alone
+    /// would be out of date, so that is refused with the reason.
     pub fn open_read_only(path: &Path) -> Result<Journal> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        use rusqlite::OpenFlags;
+        let plain =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                // Opening is lazy: this first read is what needs the index.
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+                Ok(conn)
+            });
+        let first = match plain {
+            Ok(conn) => return Ok(Journal { conn }),
+            Err(e) => e,
+        };
+        let cannot_write = matches!(
+            first.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+        );
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal_in_use = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        if !cannot_write {
+            return Err(first.into());
+        }
+        if wal_in_use {
+            return Err(JournalError(format!(
+                "{}: {first}; its write-ahead log {} holds changes that only a user who may \
+                 write to that folder can read (run this as the daemon's user, or start the daemon)",
+                path.display(),
+                Path::new(&wal).display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )?;
         Ok(Journal { conn })
     }
 

@@ -363,15 +363,18 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     };
     match dpv_batch::status::rows(&cfg) {
         Ok(rows) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
+            let text = if json {
+                serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
             } else {
-                print!("{}", dpv_batch::status::text(&rows));
+                dpv_batch::status::text(&rows)
+            };
+            match print_stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dpv-batch status: cannot write the output: {e}");
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("dpv-batch status: {e}");
@@ -380,10 +383,21 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
+/// Write `text` to standard output. A reader that went away (`| head`)
+/// is no error: it has what it wanted, so we stop quietly (`println!`
+/// would panic).
+fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn check_config(config: &std::path::Path) -> ExitCode {
     match load_config(config) {
         Ok(_) => {
-            println!("{}: OK", config.display());
+            let _ = print_stdout(&format!("{}: OK\n", config.display()));
             ExitCode::SUCCESS
         }
         Err(code) => code,

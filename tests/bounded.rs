@@ -513,7 +513,7 @@ fn a_name_that_differs_only_in_normalisation_says_so() {
     let message = &messages(&report)[0];
     assert!(
         message.contains(&format!(
-            "the package has '{nfd}', which differs only in Unicode normalisation"
+            "it has '{nfd}', which differs only in case or Unicode normalisation"
         )),
         "{message}"
     );

@@ -29,12 +29,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
-use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
+use crate::journal::{
+    EventRow, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState,
+};
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{self, Inbound, Transport, TransportError};
@@ -101,10 +103,15 @@ impl Backoff {
     }
 
     fn failed(&mut self) -> Duration {
+        self.failed_upto(Self::MAX)
+    }
+
+    /// Like `failed`, with waits growing to at most `max`.
+    fn failed_upto(&mut self, max: Duration) -> Duration {
         let base = if self.delay.is_zero() {
             Duration::from_millis(500)
         } else {
-            (self.delay * 2).min(Self::MAX)
+            (self.delay * 2).min(max)
         };
         // Jitter of up to a quarter, from the clock's nanoseconds: enough to
         // keep several senders from retrying in step.
@@ -121,6 +128,55 @@ impl Backoff {
     fn succeeded(&mut self) {
         self.until = None;
         self.delay = Duration::ZERO;
+    }
+}
+
+/// Writing to the fagsystem's folders (receipts and read events to the
+/// outbox, inputs to archive/ or failed/) can fail for a while: a full disk,
+/// a read-only mount, a permission taken away. Nothing is lost then (the
+/// outcome and the reads are journalled, and every write can be repeated),
+/// so it is never a reason to stop: every such write is tried again, with
+/// backoff while nothing gets through, and the trouble is logged once when
+/// it starts and once when it is over, not on every try.
+struct Delivery {
+    backoff: Backoff,
+    /// The folders failed on the last try.
+    failing: bool,
+}
+
+impl Delivery {
+    /// Longest wait between two tries: an operator who fixes the outbox
+    /// sees the receipts within this.
+    const MAX_WAIT: Duration = Duration::from_secs(30);
+
+    /// After a pass that wrote `written` files and failed on `failures`.
+    fn after(&mut self, written: usize, failures: &[String]) {
+        let Some(first) = failures.first() else {
+            if self.failing {
+                info!(
+                    written,
+                    "the outbox, archive and failed folders can be written again"
+                );
+            }
+            self.failing = false;
+            self.backoff.succeeded();
+            return;
+        };
+        if !self.failing {
+            warn!(
+                error = %first,
+                waiting = failures.len(),
+                "cannot write to the fagsystem's folders; receipts and read events wait (journalled) and are tried again until it works"
+            );
+            self.failing = true;
+        }
+        if written == 0 {
+            self.backoff.failed_upto(Self::MAX_WAIT);
+        } else {
+            // Others got through: the folders work, these files have a
+            // problem of their own; try them again next tick.
+            self.backoff.succeeded();
+        }
     }
 }
 
@@ -166,6 +222,12 @@ pub struct Pipeline {
     last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
+    /// Writing receipts, read events and inputs to the fagsystem's folders.
+    delivery: Delivery,
+    /// When the remote folders may be listed again: at most once per
+    /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
+    /// real server never sees us list more often than configured.
+    remote_due: Instant,
     /// Inbound files the transport refused (over the size limit): logged
     /// once, then passed over, so they neither stop the others nor spin.
     refused_inbound: std::collections::HashSet<String>,
@@ -208,6 +270,14 @@ impl Pipeline {
             },
             transport_error: None,
             receipts_seen: false,
+            remote_due: Instant::now(),
+            delivery: Delivery {
+                backoff: Backoff {
+                    until: None,
+                    delay: Duration::ZERO,
+                },
+                failing: false,
+            },
             refused_inbound: Default::default(),
             last_metrics: String::new(),
             _lock: lock,
@@ -216,6 +286,13 @@ impl Pipeline {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// When the next tick may list the remote folders (receipts,
+    /// confirmations) again; a tick before then only does local work and
+    /// uploads.
+    pub fn remote_due(&self) -> Instant {
+        self.remote_due
     }
 
     /// Names in the inbox that would be taken once ready.
@@ -235,12 +312,24 @@ impl Pipeline {
         tick.taken = self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
+            let look = Instant::now() >= self.remote_due;
+            if look {
+                self.remote_due = Instant::now() + Duration::from_millis(self.cfg.run.poll_ms);
+            }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
             let results = [
                 self.submit(),
-                self.collect_receipts(),
-                self.collect_confirmations(),
+                if look {
+                    self.collect_receipts()
+                } else {
+                    Ok(())
+                },
+                if look {
+                    self.collect_confirmations()
+                } else {
+                    Ok(())
+                },
             ];
             let mut failed = false;
             for result in results {
@@ -269,8 +358,12 @@ impl Pipeline {
             }
         }
         self.settle_submitted()?;
-        tick.finished = self.finish()?;
-        self.write_events()?;
+        if self.delivery.backoff.ready() {
+            let mut failures = Vec::new();
+            tick.finished = self.finish(&mut failures)?;
+            let events = self.write_events(&mut failures)?;
+            self.delivery.after(tick.finished + events, &failures);
+        }
         self.write_metrics();
         tick.open = self.journal.open_files()?;
         tick.busy =
@@ -334,7 +427,14 @@ impl Pipeline {
             .intake
             .scan(&inbox)
             .map_err(io_err(format!("cannot read the inbox {}", inbox.display())))?;
-        for r in ready.iter().take(PER_TICK) {
+        // Counts files really taken: `busy` follows from it, and a file that
+        // cannot be moved must neither make the next tick come at once nor
+        // hold back the ready files after it.
+        let mut taken = 0;
+        for r in &ready {
+            if taken == PER_TICK {
+                break;
+            }
             // Journal first: a crash after this line finds the row and
             // finishes the move; a crash before it leaves the file untouched.
             let id = self.journal.add_file(&r.name, r.size)?;
@@ -356,9 +456,10 @@ impl Pipeline {
             }
             self.intake.taken(&r.name);
             self.mark_staged(&f, &staged)?;
+            taken += 1;
             info!(file = %r.name, id, bytes = r.size, "taken in");
         }
-        Ok(ready.len().min(PER_TICK))
+        Ok(taken)
     }
 
     /// Hash a staged file; one that cannot be read fails (with a receipt)
@@ -385,7 +486,9 @@ impl Pipeline {
 
     // ---- validate and package ----------------------------------------------
 
-    /// Validate and package up to PER_TICK staged files; true if more wait.
+    /// Validate and package up to PER_TICK staged files; true if more wait
+    /// and this pass got on (a full disk that fails every file must not
+    /// make the next tick come at once).
     fn process_staged(&mut self) -> Result<bool> {
         let staged = self.journal.files_in(FileState::Staged)?;
         if staged.is_empty() {
@@ -404,6 +507,7 @@ impl Pipeline {
             )
         })?;
         let mut more = staged.len() > PER_TICK;
+        let mut progressed = false;
         let mut bytes = 0;
         for f in staged.iter().take(PER_TICK) {
             if bytes >= PER_TICK_BYTES {
@@ -417,7 +521,7 @@ impl Pipeline {
                 self.process_one(&validator, f)
             }));
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => progressed = true,
                 // Disk full while writing parts, say: the file stays staged
                 // and is packaged again next tick.
                 Ok(Err(PipelineError::Io(what, e))) => {
@@ -435,10 +539,11 @@ impl Pipeline {
                         None,
                         0,
                     )?;
+                    progressed = true;
                 }
             }
         }
-        Ok(more)
+        Ok(more && progressed)
     }
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
@@ -543,7 +648,7 @@ impl Pipeline {
         let packed =
             match package::passthrough(&staged, &dir, &opts, &known).and_then(|p| match p {
                 Some(p) => Ok(p),
-                None => package::package(&staged, &dir, &opts),
+                None => package::package(&staged, &dir, &opts, report.package.as_ref()),
             }) {
                 Ok(p) => p,
                 Err(PackError::Input(m)) => {
@@ -891,7 +996,9 @@ impl Pipeline {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<usize> {
+    /// Write the receipts of files whose outcome is known; a write that
+    /// fails is added to `failures` (see [`Delivery`]).
+    fn finish(&mut self, failures: &mut Vec<String>) -> Result<usize> {
         let files = self.journal.files_in(FileState::Finishing)?;
         let mut n = 0;
         for f in files {
@@ -899,11 +1006,12 @@ impl Pipeline {
             match self.finish_one(f) {
                 Ok(()) => n += 1,
                 // A full disk or a bad permission on the outbox: nothing is
-                // lost (the outcome is journalled); try again next tick.
+                // lost (the outcome is journalled); try again later.
                 // (The reason column keeps the outcome's reason for the receipt,
                 // so the delay is only logged.)
                 Err(PipelineError::Io(what, e)) => {
-                    warn!(file = %name, id, error = %e, "{what}; will try again");
+                    debug!(file = %name, id, error = %e, "{what}; will try again");
+                    failures.push(format!("{what}: {e}"));
                 }
                 Err(other) => return Err(other),
             }
@@ -985,23 +1093,37 @@ impl Pipeline {
         Ok(())
     }
 
-    fn write_events(&mut self) -> Result<()> {
+    /// Write the read events not yet in the outbox; a write that fails is
+    /// added to `failures` (see [`Delivery`]), exactly like a receipt.
+    fn write_events(&mut self, failures: &mut Vec<String>) -> Result<usize> {
         self.journal.plan_read_events()?;
+        let mut n = 0;
         for e in self.journal.unwritten_events()? {
-            let path = self.cfg.paths.outbox.join(&e.outbox_name);
-            if !e.staged {
-                let file = self.journal.file(e.file_id)?;
-                let reads = self.journal.event_letters(e.id)?;
-                let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
-                durable::write_staged(&path, xml.as_bytes())
-                    .map_err(io_err(format!("cannot write {}", path.display())))?;
-                self.journal.set_event_written(e.id, 1)?;
-                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+            match self.write_event(&e) {
+                Ok(()) => n += 1,
+                Err(PipelineError::Io(what, err)) => {
+                    debug!(event = %e.outbox_name, error = %err, "{what}; will try again");
+                    failures.push(format!("{what}: {err}"));
+                }
+                Err(other) => return Err(other),
             }
-            durable::publish(&path)
-                .map_err(io_err(format!("cannot publish {}", path.display())))?;
-            self.journal.set_event_written(e.id, 2)?;
         }
+        Ok(n)
+    }
+
+    fn write_event(&mut self, e: &EventRow) -> Result<()> {
+        let path = self.cfg.paths.outbox.join(&e.outbox_name);
+        if !e.staged {
+            let file = self.journal.file(e.file_id)?;
+            let reads = self.journal.event_letters(e.id)?;
+            let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
+            durable::write_staged(&path, xml.as_bytes())
+                .map_err(io_err(format!("cannot write {}", path.display())))?;
+            self.journal.set_event_written(e.id, 1)?;
+            info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+        }
+        durable::publish(&path).map_err(io_err(format!("cannot publish {}", path.display())))?;
+        self.journal.set_event_written(e.id, 2)?;
         Ok(())
     }
 

@@ -10,13 +10,13 @@
 //! All three run in one pass over the file, so validating a gigabyte batch
 //! costs one read of it and constant memory. Export packages (`.zip`) are
 //! handled by `package`: the batch inside is streamed straight out of the
-//! archive, nothing is extracted to disk.
+//! archive, nothing is extracted to disk, and the [`PackageIndex`] that
+//! decided which entries were judged travels with the report to packaging.
 //!
 //! The result is a [`FileReport`]: plain data, which `report` prints as text
 //! or JSON, and which the pipeline journals.
 
 pub mod ids;
-pub mod names;
 pub mod package;
 pub mod report;
 pub mod rules;
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::xml;
 
-pub use package::PackageLimits;
+pub use package::{PackageIndex, PackageLimits};
 pub use rules::RuleOptions;
 
 /// The schema every batch is checked against unless `--schema` says otherwise.
@@ -78,6 +78,10 @@ pub struct FileReport {
     pub sequence_no: Option<String>,
     #[serde(skip)]
     pub letter_refs: Vec<(String, String)>,
+    /// For a valid export package: the entries that were judged, which
+    /// packaging must read and no others.
+    #[serde(skip)]
+    pub package: Option<PackageIndex>,
     /// Errors found beyond `max_errors`, counted but not listed.
     #[serde(skip_serializing_if = "is_zero")]
     pub errors_not_listed: u64,
@@ -151,13 +155,13 @@ impl Validator {
         self.finish(name, 0, vec![f])
     }
 
-    /// Validate a batch XML from any reader. `package` lists the files an
-    /// export package offers for attachments with empty `Data`.
+    /// Validate a batch XML from any reader. `package` is the export
+    /// package it came in, which fills attachments with empty `Data`.
     pub fn validate_xml(
         &self,
         name: String,
         input: &mut dyn Read,
-        package: Option<&rules::PackageFiles>,
+        package: Option<&PackageIndex>,
     ) -> FileReport {
         // Findings are ranked as they come, so memory stays bounded by the
         // listing limit however many errors a file has. A file that is not
@@ -203,6 +207,7 @@ impl Validator {
             shipment_reference: None,
             sequence_no: None,
             letter_refs: Vec::new(),
+            package: None,
             errors_not_listed: total - errors.len() as u64,
             errors,
         }
