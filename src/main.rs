@@ -158,6 +158,7 @@ fn main() -> ExitCode {
             options.package.max_entry_bytes =
                 options.package.max_entry_bytes.max(max_attachment_bytes);
             options.max_errors = max_errors;
+            options.keep_letters = false;
             validate(format, schema, options, &paths)
         }
         Command::Gen {
