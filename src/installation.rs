@@ -14,8 +14,10 @@
 //!   journal. The file is a witness kept *beside* the journal: when the
 //!   journal is gone, the file (or staged work) says there was one.
 //! - Remote names are `dpv-<id>-<epoch>-<file id>-<part>.xml`. The epoch
-//!   (milliseconds since 1970 at start, 12 hex digits, strictly increasing
-//!   per journal) is new at every start, so a journal restored from a
+//!   (milliseconds since 1970 at a start, 12 hex digits, strictly
+//!   increasing per journal) is that of the start the file was taken in
+//!   under, so a file's names never change (an upload interrupted by a
+//!   crash is resumed under the same name), and a journal restored from a
 //!   backup, whose file ids start again below ones already used, still
 //!   never repeats a name: only a clock set back past the restored
 //!   journal's last start could. Names sort by installation, then by
@@ -62,8 +64,8 @@ pub fn generate() -> io::Result<String> {
 
 // ---- remote names ----------------------------------------------------------
 
-/// The prefix of every remote part name of input file `file_id`, packaged
-/// in `epoch`: part N is `PREFIX-NNNNN.xml` (see `package::part_name`),
+/// The prefix of every remote part name of input file `file_id`, taken in
+/// under `epoch`: part N is `PREFIX-NNNNN.xml` (see `package::part_name`),
 /// 52 characters in all, plain ASCII: legal on any SFTP server.
 pub fn name_prefix(id: &str, epoch: i64, file_id: i64) -> String {
     format!("dpv-{id}-{epoch:012x}-{file_id:08}")
