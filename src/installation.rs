@@ -210,6 +210,10 @@ pub fn plan(probe: &Probe, file: IdFile, state: &Path) -> Result<Plan, String> {
     let path = id_path(state);
     let p = path.display();
     match (probe.installation_id.clone(), file) {
+        (Some(j), _) if !is_id(&j) => Err(format!(
+            "refusing to start: the journal's installation id is damaged ({j:?}; it should be \
+             16 hex digits). Put the journal back from your backup."
+        )),
         (_, IdFile::Unreadable(e)) => Err(format!(
             "refusing to start: cannot read the installation id file {p}: {e}. dpv-batch must \
              be able to read it (it holds 16 hex digits and a newline); fix its permissions."
@@ -370,6 +374,7 @@ mod tests {
         assert!(refused(plan_with(probe(Some(j), false), Some(f))).contains("copied"));
         assert!(refused(plan_with(probe(Some(j), true), Some("junk"))).contains("damaged"));
         assert!(refused(plan_with(probe(None, true), Some("junk"))).contains("damaged"));
+        assert!(refused(plan_with(probe(Some("x'; rm -rf /"), false), None)).contains("damaged"));
         let _ = fs::remove_file(id_path(state));
         fs::create_dir(id_path(state)).unwrap();
         assert!(
