@@ -26,14 +26,17 @@
 //!   anything in the state folder that only a run with a journal leaves
 //!   behind stops the start, with the way back in plain words.
 //!
-//! When the journal and the id file disagree ([`settle`]): the journal is
-//! the truth about work, the file is the witness that this folder is the
-//! journal's home. A journal that has never taken a file in adopts (or
-//! writes) the file freely: that is a first start, or an upgrade. A journal
-//! with files whose id file is missing, damaged or different may have come
-//! from another installation (a copied backup would make two installations
-//! share an id), so dpv-batch stops and says how to settle it; it never
-//! guesses.
+//! When the journal and the id file disagree, one function decides
+//! ([`plan`]): the journal is the truth about work, the file is the witness
+//! that this folder is the journal's home. A missing file beside a journal
+//! that has never taken a file in is written from the journal (the first
+//! start stopped between the two); a journal from before ids takes the
+//! file's id; when neither has one, a new id is made. Anything else (a
+//! journal with files whose id file is missing, an id file that is damaged,
+//! unreadable or names another installation) may mean a journal copied
+//! from another installation, and two installations sharing an id would
+//! take each other's receipts: dpv-batch stops and says how to settle it;
+//! it never guesses.
 
 use std::fs;
 use std::io::{self, Read};
