@@ -172,7 +172,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Open the pipeline: folders, the state lock, the journal (or a refusal
-    /// when it was lost; see [`open_journal`]), the transport.
+    /// when it was lost; see `open_journal`), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
