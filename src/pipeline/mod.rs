@@ -240,14 +240,12 @@ pub struct Pipeline {
     refused_inbound: std::collections::HashSet<String>,
     /// This installation's id (see `installation`).
     installation_id: String,
-    /// This start's name epoch: with the id, it makes remote names unique for ever.
-    name_epoch: i64,
     _lock: File,
 }
 
 impl Pipeline {
     /// Open the pipeline: folders, the state lock, the journal (or a refusal
-    /// when it was lost; see [`open_journal`]), the transport.
+    /// when it was lost; see `open_journal`), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -265,7 +263,7 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let (journal, installation_id, name_epoch) = open_journal(&p.state)?;
+        let (journal, installation_id) = open_journal(&p.state)?;
         set_aside_unknown_staged(&journal, &staging, &p.state.join(ORPHANED_DIR))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
@@ -294,7 +292,6 @@ impl Pipeline {
             refused_inbound: Default::default(),
             last_metrics: String::new(),
             installation_id,
-            name_epoch,
             _lock: lock,
         })
     }
@@ -585,15 +582,15 @@ impl Pipeline {
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
         let staged = self.staged_path(f);
-        // The epoch of the start that took the file in, not this one: a
-        // file re-processed after a restart keeps its remote names, so an
-        // upload staged before the restart is replaced, not orphaned.
-        let epoch = self.journal.epoch_of_file(f.id)?.unwrap_or(self.name_epoch);
         let opts = PackOptions {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: installation::name_prefix(&self.installation_id, epoch, f.id),
+            name_prefix: installation::name_prefix(
+                &self.installation_id,
+                self.journal.name_epoch(f.id)?,
+                f.id,
+            ),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -1232,14 +1229,14 @@ impl Pipeline {
     }
 }
 
-/// Open the journal in `state`, with this installation's id and this
+/// Open the journal in `state`, with this installation's id, and begin this
 /// start's name epoch; or refuse when starting would forget or confuse
 /// earlier work: a missing or empty journal is only a new installation if
 /// nothing in the state folder says otherwise, and the journal and the id
 /// file must agree on whose it is (see `installation`). Both are decided
 /// before the journal is created or written (the caller holds the state
 /// lock), so a refusal changes nothing.
-fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
+fn open_journal(state: &Path) -> Result<(Journal, String)> {
     let journal_path = state.join(JOURNAL_FILE);
     let probe = Journal::probe(&journal_path)?;
     if !probe.holds_state {
@@ -1264,7 +1261,7 @@ fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
         .map_or(0, |d| d.as_millis() as i64);
     let epoch = journal.begin_epoch(now)?;
     info!(installation = %id, epoch, "journal open");
-    Ok((journal, id, epoch))
+    Ok((journal, id))
 }
 
 /// Where staged inputs the journal does not know are moved at start.
