@@ -533,11 +533,6 @@ impl Journal {
             "INSERT INTO name_epochs (epoch, first_file_id) VALUES (?1, ?2)",
             params![epoch, next_file],
         )?;
-        tx.execute(
-            "INSERT INTO name_epochs (epoch, first_file_id) \
-             VALUES (?1, (SELECT COALESCE(MAX(id), 0) + 1 FROM files))",
-            [epoch],
-        )?;
         tx.commit()?;
         Ok(epoch)
     }
