@@ -218,6 +218,7 @@ fn main() -> ExitCode {
                     }
                 }
             };
+            options.keep_letters = false;
             validate(format, schema, options, altinn3.as_ref(), &paths)
         }
         Command::Gen {

@@ -25,7 +25,8 @@
 //!   publication, reserved), each reported once to the fagsystem;
 //! - **events**: the outbox files those news are written to;
 //! - **sequences**: the last SequenceNo used per SystemUserCode;
-//! - **meta**: the installation id and the name epoch (see `installation`);
+//! - **meta** and **name epochs**: the installation id, and each start's
+//!   epoch for remote names (see `installation`);
 //! - **notes**: what the transport is going through, for `status`.
 //!
 //! Times are xs:dateTime strings in UTC (`2026-11-27T16:45:12.123Z`); the
@@ -421,6 +422,10 @@ pub trait Store: Send {
     /// than the last epoch if that is not later. Committed before it is
     /// used, so no two starts of one journal share an epoch.
     fn begin_epoch(&self, now: i64) -> Result<i64>;
+    /// The epoch in the remote names of file `id`: that of the start it was
+    /// taken in, so its names stay the same across restarts (a file from
+    /// before epochs gets the first one).
+    fn name_epoch(&self, id: i64) -> Result<i64>;
 
     // ---- files ---------------------------------------------------------
 

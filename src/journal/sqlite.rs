@@ -126,10 +126,16 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL DEFAULT 'Read'
 );
 -- Facts about the installation itself, as key/value pairs:
--- 'installation_id' (also kept in state/installation-id) and 'name_epoch'.
+-- 'installation_id' (also kept in state/installation-id).
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+-- One row per start: files from first_file_id on carry that start's epoch
+-- in their remote names (see installation.rs).
+CREATE TABLE IF NOT EXISTS name_epochs (
+    epoch INTEGER PRIMARY KEY,
+    first_file_id INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS notes (
     key TEXT PRIMARY KEY,
@@ -173,6 +179,10 @@ ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'Read';
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS name_epochs (
+    epoch INTEGER PRIMARY KEY,
+    first_file_id INTEGER NOT NULL
 );
 CREATE TABLE notes (
     key TEXT PRIMARY KEY,
@@ -451,7 +461,10 @@ impl SqliteJournal {
             None
         };
         Ok(Probe {
-            holds_state: has_files || exists("sequences")? || exists("meta")?,
+            holds_state: has_files
+                || exists("sequences")?
+                || exists("meta")?
+                || exists("name_epochs")?,
             installation_id,
             has_files,
         })
@@ -489,21 +502,28 @@ impl Store for SqliteJournal {
 
     fn begin_epoch(&self, now: i64) -> Result<i64> {
         let tx = self.tx()?;
-        let last: Option<i64> = tx
-            .query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'name_epoch'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let (last, next_file): (Option<i64>, i64) = tx.query_row(
+            "SELECT (SELECT max(epoch) FROM name_epochs), \
+                    (SELECT coalesce(max(id), 0) + 1 FROM files)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let epoch = last.map_or(now, |l| now.max(l + 1));
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('name_epoch', ?1) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [epoch.to_string()],
+            "INSERT INTO name_epochs (epoch, first_file_id) VALUES (?1, ?2)",
+            params![epoch, next_file],
         )?;
         tx.commit()?;
         Ok(epoch)
+    }
+
+    fn name_epoch(&self, id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce((SELECT max(epoch) FROM name_epochs WHERE first_file_id <= ?1), \
+                             (SELECT min(epoch) FROM name_epochs), 0)",
+            [id],
+            |r| r.get(0),
+        )?)
     }
 
     // ---- files -------------------------------------------------------------
@@ -1595,13 +1615,21 @@ mod tests {
     }
 
     #[test]
-    fn name_epochs_only_go_forward() {
+    fn name_epochs_only_go_forward_and_stay_with_their_files() {
         let dir = tempfile::tempdir().unwrap();
         let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        let old = j.add_file("from-before-epochs.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(1000).unwrap(), 1000);
+        let a = j.add_file("a.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
         assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
+        let b = j.add_file("b.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+        // Each file keeps the epoch it was taken in under, whatever came after.
+        assert_eq!(j.name_epoch(old).unwrap(), 1000);
+        assert_eq!(j.name_epoch(a).unwrap(), 1000);
+        assert_eq!(j.name_epoch(b).unwrap(), 1002);
+        assert_eq!(j.name_epoch(b + 1).unwrap(), 2000);
     }
 
     #[test]

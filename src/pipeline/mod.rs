@@ -263,14 +263,12 @@ pub struct Pipeline {
     remote_due: Instant,
     /// This installation's id (see `installation`).
     installation_id: String,
-    /// This start's name epoch: with the id, it makes remote names unique for ever.
-    name_epoch: i64,
     _lock: File,
 }
 
 impl Pipeline {
     /// Open the pipeline: folders, the state lock, the journal (or a refusal
-    /// when it was lost; see [`open_journal`]), the transport.
+    /// when it was lost; see `open_journal`), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -287,7 +285,7 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let (journal, installation_id, name_epoch) = open_journal(&p.state)?;
+        let (journal, installation_id) = open_journal(&p.state)?;
         set_aside_unknown_staged(journal.as_ref(), &staging, &p.state.join(ORPHANED_DIR))?;
         let transport =
             transport::open(&cfg, &installation_id).map_err(PipelineError::Transport)?;
@@ -317,7 +315,6 @@ impl Pipeline {
             },
             last_metrics: String::new(),
             installation_id,
-            name_epoch,
             _lock: lock,
         })
     }
@@ -352,7 +349,7 @@ impl Pipeline {
         if self.backoff.ready() {
             let look = Instant::now() >= self.remote_due;
             if look {
-                self.remote_due = Instant::now() + Duration::from_millis(self.cfg.run.poll_ms);
+                self.remote_due = Instant::now() + self.cfg.run.poll();
             }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
@@ -603,7 +600,11 @@ impl Pipeline {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: installation::name_prefix(&self.installation_id, self.name_epoch, f.id),
+            name_prefix: installation::name_prefix(
+                &self.installation_id,
+                self.journal.name_epoch(f.id)?,
+                f.id,
+            ),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -1345,14 +1346,14 @@ impl Pipeline {
     }
 }
 
-/// Open the journal in `state`, with this installation's id and this
+/// Open the journal in `state`, with this installation's id, and begin this
 /// start's name epoch; or refuse when starting would forget or confuse
 /// earlier work: a missing or empty journal is only a new installation if
 /// nothing in the state folder says otherwise, and the journal and the id
 /// file must agree on whose it is (see `installation`). Both are decided
 /// before the journal is created or written (the caller holds the state
 /// lock), so a refusal changes nothing.
-fn open_journal(state: &Path) -> Result<(Box<Journal>, String, i64)> {
+fn open_journal(state: &Path) -> Result<(Box<Journal>, String)> {
     let journal_path = state.join(JOURNAL_FILE);
     let probe = Journal::probe(&journal_path)?;
     if !probe.holds_state {
@@ -1377,7 +1378,7 @@ fn open_journal(state: &Path) -> Result<(Box<Journal>, String, i64)> {
         .map_or(0, |d| d.as_millis() as i64);
     let epoch = journal.begin_epoch(now)?;
     info!(installation = %id, epoch, "journal open");
-    Ok((journal, id, epoch))
+    Ok((journal, id))
 }
 
 /// Where staged inputs the journal does not know are moved at start.
