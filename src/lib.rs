@@ -13,6 +13,8 @@
 //! - [`altinn3`]: the Altinn 3 Correspondence API: letters, mapping, A3
 //!   rules, Maskinporten, the HTTP client.
 //! - [`sim`]: Altinn's batch side, simulated over folders (tests, demos).
+//! - [`sim_altinn3`]: Altinn 3 Correspondence and Maskinporten, simulated
+//!   over HTTP (tests, demos, benchmarks).
 //!
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
@@ -32,6 +34,7 @@ pub mod outbox;
 pub mod package;
 pub mod pipeline;
 pub mod sim;
+pub mod sim_altinn3;
 pub mod status;
 pub mod transport;
 pub mod validate;

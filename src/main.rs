@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use dpv_batch::gen;
 use dpv_batch::sim::cli::SimArgs;
+use dpv_batch::sim_altinn3::cli::SimAltinn3Args;
 use dpv_batch::validate::{report, Options, Validator};
 
 #[derive(Parser)]
@@ -132,6 +133,10 @@ enum Command {
         part: PathBuf,
         out_dir: PathBuf,
     },
+    /// Simulate Altinn 3 Correspondence, Maskinporten and the token exchange
+    /// over HTTP (for tests and demos); DIR/sim.toml says where.
+    #[command(display_order = 6)]
+    SimAltinn3(SimAltinn3Args),
     /// Upload one file with the configured transport (developer tool; the
     /// SFTP benchmark uses it). Exit 0: uploaded; 1: transient error; 2: other.
     #[command(hide = true)]
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             part,
             out_dir,
         } => altinn3_split(config.as_deref(), &part, &out_dir),
+        Command::SimAltinn3(args) => dpv_batch::sim_altinn3::cli::main(args),
         Command::SftpPut {
             config,
             name,
