@@ -43,6 +43,11 @@ impl Sim {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sim-altinn3");
+        let mut sim = Sim {
+            child,
+            root: root.to_path_buf(),
+            urls: HashMap::new(),
+        };
         // Ready when sim.toml has its four lines (written once listening).
         let toml = root.join("sim.toml");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -56,11 +61,8 @@ impl Sim {
                     })
                     .collect();
                 if urls.len() == 4 {
-                    return Sim {
-                        child,
-                        root: root.to_path_buf(),
-                        urls,
-                    };
+                    sim.urls = urls;
+                    return sim;
                 }
             }
             assert!(Instant::now() < deadline, "sim-altinn3 did not start");
