@@ -347,6 +347,25 @@ fn send_find_overview_refusal_and_409_against_the_simulator() {
     assert_eq!(o.status, "Read");
     assert!(o.read.is_some());
     assert_eq!(client.overview(Uuid::new_v4()), Ok(None));
+
+    // A letter with A3 findings never reaches Altinn, whatever the caller does.
+    let mut refused = letters[1].clone();
+    refused.idempotent_key = Uuid::new_v4();
+    refused.refused.push(dpv_batch::validate::Finding {
+        line: 7,
+        column: 1,
+        code: "A3009".into(),
+        layer: dpv_batch::validate::Layer::Altinn3,
+        message: "DueDateTime is in the past".into(),
+    });
+    match &client.send_many(&[refused])[0] {
+        SendOutcome::Refused(p) => {
+            assert_eq!((p.http, p.code.as_deref()), (0, Some("A3009")));
+            assert!(p.detail.contains("in the past"), "{p}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.created().len(), 3);
 }
 
 #[test]
