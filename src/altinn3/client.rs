@@ -471,6 +471,16 @@ impl Inner {
         &self,
         build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
     ) -> Result<Answer, Verdict> {
+        self.call_timed(build, true).await
+    }
+
+    /// `call`, saying whether the answer's latency tells how loaded Altinn
+    /// is (not for uploads, whose time grows with their size).
+    async fn call_timed(
+        &self,
+        build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
+        judge_latency: bool,
+    ) -> Result<Answer, Verdict> {
         let mut refreshed = false;
         loop {
             let token = self.auth.token().await.map_err(auth_verdict)?;
@@ -502,7 +512,7 @@ impl Inner {
                 let after = retry_after(&headers);
                 self.gate.throttle(status.as_u16(), after);
             } else {
-                self.gate.succeeded(latency);
+                self.gate.succeeded(judge_latency.then_some(latency));
             }
             if status.as_u16() == 401 && !refreshed {
                 // The token may have expired early or been revoked: once more
@@ -525,7 +535,17 @@ impl Inner {
         &self,
         build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
     ) -> Result<(StatusCode, T), Verdict> {
-        let a = self.call(build).await?;
+        self.upload_json(build, false).await
+    }
+
+    /// `call_json` for a request whose body is a file (`upload`: its
+    /// latency says nothing about Altinn's load).
+    async fn upload_json<T: DeserializeOwned>(
+        &self,
+        build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
+        upload: bool,
+    ) -> Result<(StatusCode, T), Verdict> {
+        let a = self.call_timed(build, !upload).await?;
         if !a.status.is_success() {
             return Err(verdict_of(&a));
         }
@@ -649,25 +669,28 @@ impl Inner {
                 .collect();
             // Files are opened synchronously inside `build` (a small, local
             // operation) and streamed by the runtime.
-            self.call_json::<InitializeResponse>(&|| {
-                let mut form = reqwest::multipart::Form::new();
-                for (k, v) in &fields {
-                    form = form.text(k.clone(), v.clone());
-                }
-                for (name, path, len) in &files {
-                    let part = reqwest::multipart::Part::stream_with_length(
-                        file_body(path).map_err(|e| {
-                            format!("attachment file {} cannot be read: {e}", path.display())
-                        })?,
-                        *len,
-                    )
-                    .file_name(name.clone())
-                    .mime_str("application/octet-stream")
-                    .map_err(|e| e.to_string())?;
-                    form = form.part("attachments", part);
-                }
-                Ok(self.http.post(&url).multipart(form).timeout(timeout))
-            })
+            self.upload_json::<InitializeResponse>(
+                &|| {
+                    let mut form = reqwest::multipart::Form::new();
+                    for (k, v) in &fields {
+                        form = form.text(k.clone(), v.clone());
+                    }
+                    for (name, path, len) in &files {
+                        let part = reqwest::multipart::Part::stream_with_length(
+                            file_body(path).map_err(|e| {
+                                format!("attachment file {} cannot be read: {e}", path.display())
+                            })?,
+                            *len,
+                        )
+                        .file_name(name.clone())
+                        .mime_str("application/octet-stream")
+                        .map_err(|e| e.to_string())?;
+                        form = form.part("attachments", part);
+                    }
+                    Ok(self.http.post(&url).multipart(form).timeout(timeout))
+                },
+                true,
+            )
             .await?
         };
         Ok(created(l, r.1))
@@ -772,17 +795,21 @@ impl Inner {
     async fn upload_attachment(&self, id: Uuid, path: &Path, len: u64) -> Result<(), Verdict> {
         let url = self.url(&format!("/attachment/{id}/upload"));
         let timeout = upload_timeout(self.request_timeout, len);
-        self.call_json::<AttachmentOverview>(&|| {
-            let body = file_body(path)
-                .map_err(|e| format!("attachment file {} cannot be read: {e}", path.display()))?;
-            Ok(self
-                .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(body)
-                .timeout(timeout))
-        })
+        self.upload_json::<AttachmentOverview>(
+            &|| {
+                let body = file_body(path).map_err(|e| {
+                    format!("attachment file {} cannot be read: {e}", path.display())
+                })?;
+                Ok(self
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body)
+                    .timeout(timeout))
+            },
+            true,
+        )
         .await
         .map(|_| ())
     }
@@ -1126,15 +1153,21 @@ impl Gate {
         }
     }
 
-    fn succeeded(&self, latency: Duration) {
+    /// A call succeeded; `latency` when it says something about load.
+    fn succeeded(&self, latency: Option<Duration>) {
         let Ok(mut s) = self.state.lock() else {
             return;
         };
-        let fastest = *s.fastest.get_or_insert(latency);
-        if latency < fastest {
-            s.fastest = Some(latency);
-        }
-        let slow = latency > Duration::from_secs(1) && latency > fastest * SLOW_FACTOR;
+        let slow = match latency {
+            Some(latency) => {
+                let fastest = *s.fastest.get_or_insert(latency);
+                if latency < fastest {
+                    s.fastest = Some(latency);
+                }
+                latency > Duration::from_secs(1) && latency > fastest * SLOW_FACTOR
+            }
+            None => false,
+        };
         if slow {
             if s.limit > 1 {
                 s.limit -= 1;
@@ -1330,10 +1363,12 @@ mod tests {
         assert_eq!(g.limit(), 8);
         assert!(g.throttled().unwrap().contains("8 of 16"));
         for _ in 0..8 {
-            g.succeeded(Duration::from_millis(20));
+            g.succeeded(Some(Duration::from_millis(20)));
         }
         assert_eq!(g.limit(), 9);
-        g.succeeded(Duration::from_secs(2)); // 100x the fastest: overload
+        g.succeeded(Some(Duration::from_secs(2))); // 100x the fastest: overload
+        assert_eq!(g.limit(), 8);
+        g.succeeded(None); // an upload: its time says nothing
         assert_eq!(g.limit(), 8);
     }
 }
