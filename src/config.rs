@@ -923,6 +923,11 @@ pub mod altinn3 {
             }
             if let Err(e) = private_key_problem(&self.private_key) {
                 problems.push(format!("{k}.private_key: {e}"));
+            } else if let Err(e) = crate::altinn3::auth::Signer::load(self) {
+                // The key's content (never printed) or the certificate chain.
+                if e.message.contains("private key") || e.message.contains("certificate") {
+                    problems.push(format!("{k}: {}", e.message));
+                }
             }
             match (&self.key_id, &self.certificate_chain) {
                 (None, None) => problems.push(format!(
@@ -1345,6 +1350,180 @@ root = "altinn"
             .map_err(|e| e.to_string())
             .unwrap();
         assert_eq!(t.describe(), "sftp u@h:22/upload");
+    }
+
+    fn altinn3_config(dir: &Path, section: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("maskinporten.pem");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/altinn3/client.pem"
+            ),
+            &key,
+        )
+        .unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.join("dpv.toml");
+        let text = MINIMAL
+            .replace("kind = \"local\"", "kind = \"altinn3\"")
+            .replace("[transport.local]\nroot = \"altinn\"\n", section);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The contract of issue 8, key for key.
+    #[test]
+    fn altinn3_section_as_the_issue_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = altinn3_config(
+            dir.path(),
+            r#"[transport.altinn3]
+environment = "tt02"
+route = "eformidling-proxy"
+api_base = "https://test.eformidling.no/altinn-proxy/correspondence/api/v1"
+token_url = "https://test.maskinporten.no/token"
+audience = "https://test.maskinporten.no/"
+exchange_url = "https://platform.tt02.altinn.no/authentication/api/v1/exchange/maskinporten"
+client_id = "abc"
+private_key = "maskinporten.pem"
+key_id = "kid-1"
+scopes = ["eformidling:dpv"]
+concurrency = 16
+max_requests_per_second = 0
+poll_interval = "60s"
+[transport.altinn3.resources]
+"4255/10" = "eformidling-dpv-administrasjon"
+"5504/1"  = { resource = "eformidling-dpv-taushetsbelagt", confidential = true }
+"#,
+        );
+        let c = Config::load_checked(&path).unwrap();
+        let a = c.transport.altinn3.unwrap();
+        assert_eq!(a.private_key, dir.path().join("maskinporten.pem"));
+        assert_eq!(a.poll_interval, std::time::Duration::from_secs(60));
+        assert_eq!(
+            a.resource_for("4255", Some("10")).unwrap().resource(),
+            "eformidling-dpv-administrasjon"
+        );
+        let conf = a.resource_for("5504", Some("1")).unwrap();
+        assert!(conf.confidential());
+        assert!(a.resource_for("4255", Some("3")).is_none());
+        assert_eq!(a.receipt_after, ReceiptAfter::Created);
+        assert_eq!(a.attachment_upload_threshold, 50 * 1024 * 1024);
+        assert_eq!(a.default_body, "Ingen innhold");
+    }
+
+    #[test]
+    fn altinn3_defaults_per_environment_and_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let section =
+            "[transport.altinn3]\nclient_id = \"c\"\nprivate_key = \"maskinporten.pem\"\n\
+                       key_id = \"k\"\nroute = \"direct\"\nenvironment = \"production\"\n\
+                       [transport.altinn3.resources]\n\"4255\" = \"own-resource\"\n";
+        let c = Config::load_checked(&altinn3_config(dir.path(), section)).unwrap();
+        let a = c.transport.altinn3.unwrap();
+        assert_eq!(
+            a.api_base,
+            "https://platform.altinn.no/correspondence/api/v1"
+        );
+        assert_eq!(a.token_url, "https://maskinporten.no/token");
+        assert_eq!(a.audience, "https://maskinporten.no/");
+        assert_eq!(
+            a.exchange(),
+            Some("https://platform.altinn.no/authentication/api/v1/exchange/maskinporten")
+        );
+        assert_eq!(
+            a.scopes,
+            ["altinn:serviceowner", "altinn:correspondence.write"]
+        );
+        assert_eq!(
+            a.resource_for("4255", Some("7")).unwrap().resource(),
+            "own-resource"
+        );
+
+        let section = section
+            .replace("production", "tt02")
+            .replace("direct", "eformidling-proxy");
+        let a = Config::load_checked(&altinn3_config(dir.path(), &section))
+            .unwrap()
+            .transport
+            .altinn3
+            .unwrap();
+        assert_eq!(
+            a.api_base,
+            "https://test.eformidling.no/altinn-proxy/correspondence/api/v1"
+        );
+        assert_eq!(a.scopes, ["eformidling:dpv"]);
+
+        // Direct without the exchange: the Maskinporten token itself.
+        let direct = section.replace("eformidling-proxy", "direct") + "";
+        let direct = direct.replace("key_id", "exchange_url = \"\"\nkey_id");
+        let a = Config::load_checked(&altinn3_config(dir.path(), &direct))
+            .unwrap()
+            .transport
+            .altinn3
+            .unwrap();
+        assert_eq!(a.exchange(), None);
+    }
+
+    #[test]
+    fn altinn3_problems_are_named_in_plain_words() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = altinn3_config(dir.path(), "");
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(err.contains("no [transport.altinn3] section"), "{err}");
+
+        let section = "[transport.altinn3]\nenvironment = \"custom\"\nclient_id = \" \"\n\
+                       private_key = \"maskinporten.pem\"\napi_base = \"http://altinn.example.org/api\"\n\
+                       route = \"eformidling-proxy\"\nexchange_url = \"\"\nconcurrency = 0\n\
+                       [transport.altinn3.resources]\n\"42x\" = \"a:b\"\n";
+        let path = altinn3_config(dir.path(), section);
+        std::fs::set_permissions(
+            dir.path().join("maskinporten.pem"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        for expected in [
+            "transport.altinn3.token_url is not given",
+            "transport.altinn3.audience is not given",
+            "api_base (http://altinn.example.org/api) is plain http to another machine",
+            "eformidling-proxy route only takes an Altinn token",
+            "client_id is empty",
+            "chmod 600",
+            "needs key_id",
+            "concurrency is 0",
+            "key \"42x\" is not CODE/EDITION",
+            "\"a:b\" is not an Altinn resource id",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        // A simulator on this machine may be plain http.
+        let ok = section
+            .replace("http://altinn.example.org/api", "http://127.0.0.1:8080/api")
+            .replace(
+                "exchange_url = \"\"",
+                "exchange_url = \"http://localhost:8080/x\"",
+            );
+        let path = altinn3_config(dir.path(), &ok);
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(!err.contains("plain http"), "{err}");
+        // Not a key at all.
+        std::fs::write(dir.path().join("maskinporten.pem"), "not a key").unwrap();
+        let err = Config::load_checked(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("is not an RSA private key in PEM format"),
+            "{err}"
+        );
+        assert!(!err.contains("not a key"), "{err}");
+        // A bad duration is named with an example.
+        let bad = "[transport.altinn3]\nclient_id = \"c\"\nprivate_key = \"maskinporten.pem\"\n\
+                   key_id = \"k\"\npoll_interval = \"soon\"\n";
+        let err = Config::load(&altinn3_config(dir.path(), bad))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'soon' is not a duration like"), "{err}");
     }
 
     #[test]

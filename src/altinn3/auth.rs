@@ -470,10 +470,16 @@ impl Auth {
 }
 
 /// When to renew a token that lives `life`: a margin before the end (at
-/// least half its life is used).
+/// least half its life is used). A lifetime a server states is believed
+/// within bounds only: "expired already" must not make every call fetch a
+/// token (a 401 sorts that out), "ten years" must not keep one for ever.
 fn renew_after(life: Duration) -> Duration {
+    let life = life.clamp(MIN_LIFETIME, MAX_LIFETIME);
     life.saturating_sub(RENEW_MARGIN).max(life / 2)
 }
+
+const MIN_LIFETIME: Duration = Duration::from_secs(20);
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Three dot-separated base64url segments, nothing else.
 fn looks_like_jwt(t: &str) -> bool {
@@ -581,6 +587,12 @@ mod tests {
         assert_eq!(
             renew_after(Duration::from_secs(60)),
             Duration::from_secs(30)
+        );
+        // Hostile lifetimes are bounded.
+        assert_eq!(renew_after(Duration::ZERO), Duration::from_secs(10));
+        assert_eq!(
+            renew_after(Duration::from_secs(10 * 365 * 86_400)),
+            Duration::from_secs(3540)
         );
     }
 

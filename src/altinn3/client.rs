@@ -250,28 +250,59 @@ impl Client {
         rx.recv().ok()
     }
 
-    /// Send every letter (refused ones too: the caller filters), up to
-    /// `concurrency` at once. The outcomes are in input order.
+    /// Send every letter, up to `concurrency` at once; the outcomes are in
+    /// input order. A letter with A3 findings is never sent: it comes back
+    /// `Refused` with them.
+    ///
+    /// `concurrency` workers take letters off one queue (rather than a task
+    /// per letter waiting at the gate: 10,000 waiters woken on every release
+    /// would cost more than the calls).
     pub fn send_many(&self, letters: &[LetterMeta]) -> Vec<SendOutcome> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let inner = self.inner.clone();
-        let letters = letters.to_vec();
+        let letters = Arc::new(letters.to_vec());
         let n = letters.len();
         self.run(async move {
-            let handles: Vec<_> = letters
-                .into_iter()
-                .map(|l| {
-                    let inner = inner.clone();
-                    tokio::spawn(async move { inner.send(&l).await })
+            let next = Arc::new(AtomicUsize::new(0));
+            let results: Arc<StdMutex<Vec<Option<SendOutcome>>>> =
+                Arc::new(StdMutex::new(vec![None; n]));
+            let workers: Vec<_> = (0..inner.gate.max.min(n))
+                .map(|_| {
+                    let (inner, letters, next, results) = (
+                        inner.clone(),
+                        letters.clone(),
+                        next.clone(),
+                        results.clone(),
+                    );
+                    tokio::spawn(async move {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(l) = letters.get(i) else { break };
+                            let outcome = inner.send(l).await;
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(outcome);
+                            }
+                        }
+                    })
                 })
                 .collect();
-            let mut out = Vec::with_capacity(handles.len());
-            for h in handles {
-                out.push(h.await.unwrap_or_else(|e| SendOutcome::Retry {
-                    reason: format!("internal: the send task ended abnormally: {e}"),
-                    after: None,
-                }));
+            for w in workers {
+                let _ = w.await;
             }
-            out
+            let mut results = results
+                .lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default();
+            results.resize(n, None);
+            results
+                .into_iter()
+                .map(|o| {
+                    o.unwrap_or_else(|| SendOutcome::Retry {
+                        reason: "internal: the send task ended abnormally".into(),
+                        after: None,
+                    })
+                })
+                .collect::<Vec<_>>()
         })
         .unwrap_or_else(|| {
             vec![
@@ -440,6 +471,16 @@ impl Inner {
         &self,
         build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
     ) -> Result<Answer, Verdict> {
+        self.call_timed(build, true).await
+    }
+
+    /// `call`, saying whether the answer's latency tells how loaded Altinn
+    /// is (not for uploads, whose time grows with their size).
+    async fn call_timed(
+        &self,
+        build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
+        judge_latency: bool,
+    ) -> Result<Answer, Verdict> {
         let mut refreshed = false;
         loop {
             let token = self.auth.token().await.map_err(auth_verdict)?;
@@ -471,7 +512,7 @@ impl Inner {
                 let after = retry_after(&headers);
                 self.gate.throttle(status.as_u16(), after);
             } else {
-                self.gate.succeeded(latency);
+                self.gate.succeeded(judge_latency.then_some(latency));
             }
             if status.as_u16() == 401 && !refreshed {
                 // The token may have expired early or been revoked: once more
@@ -494,7 +535,17 @@ impl Inner {
         &self,
         build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
     ) -> Result<(StatusCode, T), Verdict> {
-        let a = self.call(build).await?;
+        self.upload_json(build, false).await
+    }
+
+    /// `call_json` for a request whose body is a file (`upload`: its
+    /// latency says nothing about Altinn's load).
+    async fn upload_json<T: DeserializeOwned>(
+        &self,
+        build: &(dyn Fn() -> Result<reqwest::RequestBuilder, String> + Sync),
+        upload: bool,
+    ) -> Result<(StatusCode, T), Verdict> {
+        let a = self.call_timed(build, !upload).await?;
         if !a.status.is_success() {
             return Err(verdict_of(&a));
         }
@@ -512,6 +563,21 @@ impl Inner {
     }
 
     async fn send(&self, l: &LetterMeta) -> SendOutcome {
+        if let Some(first) = l.refused.first() {
+            // Altinn would refuse it: never sent (the A3 rules said why).
+            return SendOutcome::Refused(Problem {
+                http: 0,
+                error_code: None,
+                code: Some(first.code.clone()),
+                detail: l
+                    .refused
+                    .iter()
+                    .map(|f| format!("{}: {}", f.code, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                trace_id: None,
+            });
+        }
         let mut request: InitializeCorrespondences = match std::fs::read(l.request_path())
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -603,25 +669,28 @@ impl Inner {
                 .collect();
             // Files are opened synchronously inside `build` (a small, local
             // operation) and streamed by the runtime.
-            self.call_json::<InitializeResponse>(&|| {
-                let mut form = reqwest::multipart::Form::new();
-                for (k, v) in &fields {
-                    form = form.text(k.clone(), v.clone());
-                }
-                for (name, path, len) in &files {
-                    let part = reqwest::multipart::Part::stream_with_length(
-                        file_body(path).map_err(|e| {
-                            format!("attachment file {} cannot be read: {e}", path.display())
-                        })?,
-                        *len,
-                    )
-                    .file_name(name.clone())
-                    .mime_str("application/octet-stream")
-                    .map_err(|e| e.to_string())?;
-                    form = form.part("attachments", part);
-                }
-                Ok(self.http.post(&url).multipart(form).timeout(timeout))
-            })
+            self.upload_json::<InitializeResponse>(
+                &|| {
+                    let mut form = reqwest::multipart::Form::new();
+                    for (k, v) in &fields {
+                        form = form.text(k.clone(), v.clone());
+                    }
+                    for (name, path, len) in &files {
+                        let part = reqwest::multipart::Part::stream_with_length(
+                            file_body(path).map_err(|e| {
+                                format!("attachment file {} cannot be read: {e}", path.display())
+                            })?,
+                            *len,
+                        )
+                        .file_name(name.clone())
+                        .mime_str("application/octet-stream")
+                        .map_err(|e| e.to_string())?;
+                        form = form.part("attachments", part);
+                    }
+                    Ok(self.http.post(&url).multipart(form).timeout(timeout))
+                },
+                true,
+            )
             .await?
         };
         Ok(created(l, r.1))
@@ -726,17 +795,21 @@ impl Inner {
     async fn upload_attachment(&self, id: Uuid, path: &Path, len: u64) -> Result<(), Verdict> {
         let url = self.url(&format!("/attachment/{id}/upload"));
         let timeout = upload_timeout(self.request_timeout, len);
-        self.call_json::<AttachmentOverview>(&|| {
-            let body = file_body(path)
-                .map_err(|e| format!("attachment file {} cannot be read: {e}", path.display()))?;
-            Ok(self
-                .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(body)
-                .timeout(timeout))
-        })
+        self.upload_json::<AttachmentOverview>(
+            &|| {
+                let body = file_body(path).map_err(|e| {
+                    format!("attachment file {} cannot be read: {e}", path.display())
+                })?;
+                Ok(self
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body)
+                    .timeout(timeout))
+            },
+            true,
+        )
         .await
         .map(|_| ())
     }
@@ -1080,15 +1153,21 @@ impl Gate {
         }
     }
 
-    fn succeeded(&self, latency: Duration) {
+    /// A call succeeded; `latency` when it says something about load.
+    fn succeeded(&self, latency: Option<Duration>) {
         let Ok(mut s) = self.state.lock() else {
             return;
         };
-        let fastest = *s.fastest.get_or_insert(latency);
-        if latency < fastest {
-            s.fastest = Some(latency);
-        }
-        let slow = latency > Duration::from_secs(1) && latency > fastest * SLOW_FACTOR;
+        let slow = match latency {
+            Some(latency) => {
+                let fastest = *s.fastest.get_or_insert(latency);
+                if latency < fastest {
+                    s.fastest = Some(latency);
+                }
+                latency > Duration::from_secs(1) && latency > fastest * SLOW_FACTOR
+            }
+            None => false,
+        };
         if slow {
             if s.limit > 1 {
                 s.limit -= 1;
@@ -1284,10 +1363,12 @@ mod tests {
         assert_eq!(g.limit(), 8);
         assert!(g.throttled().unwrap().contains("8 of 16"));
         for _ in 0..8 {
-            g.succeeded(Duration::from_millis(20));
+            g.succeeded(Some(Duration::from_millis(20)));
         }
         assert_eq!(g.limit(), 9);
-        g.succeeded(Duration::from_secs(2)); // 100x the fastest: overload
+        g.succeeded(Some(Duration::from_secs(2))); // 100x the fastest: overload
+        assert_eq!(g.limit(), 8);
+        g.succeeded(None); // an upload: its time says nothing
         assert_eq!(g.limit(), 8);
     }
 }
