@@ -1829,9 +1829,19 @@ fn the_other_validation_codes() {
         400,
         1006,
     );
-    check(&|l| l["correspondence"]["resourceId"] = json!("no-such-resource"), 400, 1036);
-    let many: Vec<Value> = (0..101).map(|i| json!({"fileName": format!("{i}.pdf"), "sendersReference": "x"})).collect();
-    check(&|l| l["correspondence"]["content"]["attachments"] = json!(many), 400, 1038);
+    check(
+        &|l| l["correspondence"]["resourceId"] = json!("no-such-resource"),
+        400,
+        1036,
+    );
+    let many: Vec<Value> = (0..101)
+        .map(|i| json!({"fileName": format!("{i}.pdf"), "sendersReference": "x"}))
+        .collect();
+    check(
+        &|l| l["correspondence"]["content"]["attachments"] = json!(many),
+        400,
+        1038,
+    );
     check(
         &|l| {
             l["recipients"] = json!([ORG, "07827199405"]);
@@ -1849,29 +1859,77 @@ fn the_other_validation_codes() {
         400,
         1051,
     );
-    check(&|l| l["correspondence"]["externalReferences"] = json!([dialog]), 404, 1054);
-    check(&|l| l["correspondence"]["isConfidential"] = json!(true), 400, 1061);
+    check(
+        &|l| l["correspondence"]["externalReferences"] = json!([dialog]),
+        404,
+        1054,
+    );
+    check(
+        &|l| l["correspondence"]["isConfidential"] = json!(true),
+        400,
+        1061,
+    );
     let meta = |name: &str, extra: Value| {
         let mut m = json!({"fileName": name, "sendersReference": "x"});
-        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         json!([m])
     };
-    check(&|l| l["correspondence"]["content"]["attachments"] = meta("", json!({})), 400, 2010);
+    check(
+        &|l| l["correspondence"]["content"]["attachments"] = meta("", json!({})),
+        400,
+        2010,
+    );
     // 2011 (name too long) is unreachable: [StringLength(255)] refuses first.
     let mut l = letter(ORG, "V");
-    l["correspondence"]["content"]["attachments"] = meta(&format!("{}.pdf", "a".repeat(252)), json!({}));
+    l["correspondence"]["content"]["attachments"] =
+        meta(&format!("{}.pdf", "a".repeat(252)), json!({}));
     assert_model_error(&sim.post(&token, "/correspondence", &l));
-    check(&|l| l["correspondence"]["content"]["attachments"] = meta("a|b.pdf", json!({})), 400, 2012);
+    check(
+        &|l| l["correspondence"]["content"]["attachments"] = meta("a|b.pdf", json!({})),
+        400,
+        2012,
+    );
     let notification = |extra: Value| {
         let mut n = json!({"notificationChannel": "Email", "emailSubject": "s", "emailBody": "b", "smsBody": "m"});
-        n.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        n.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         n
     };
-    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "Sms"})), 400, 3005);
-    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "SmsPreferred"})), 400, 3007);
-    check(&|l| l["correspondence"]["notification"] = notification(json!({"sendReminder": true, "reminderNotificationChannel": "EmailAndSms"})), 400, 3025);
     check(
-        &|l| l["correspondence"]["notification"] = notification(json!({"emailBody": "Hei $recipientName$", "customRecipients": [{"emailAddress": "post@firma.no"}]})),
+        &|l| {
+            l["correspondence"]["notification"] =
+                notification(json!({"sendReminder": true, "reminderNotificationChannel": "Sms"}))
+        },
+        400,
+        3005,
+    );
+    check(
+        &|l| {
+            l["correspondence"]["notification"] = notification(
+                json!({"sendReminder": true, "reminderNotificationChannel": "SmsPreferred"}),
+            )
+        },
+        400,
+        3007,
+    );
+    check(
+        &|l| {
+            l["correspondence"]["notification"] = notification(
+                json!({"sendReminder": true, "reminderNotificationChannel": "EmailAndSms"}),
+            )
+        },
+        400,
+        3025,
+    );
+    check(
+        &|l| {
+            l["correspondence"]["notification"] = notification(
+                json!({"emailBody": "Hei $recipientName$", "customRecipients": [{"emailAddress": "post@firma.no"}]}),
+            )
+        },
         400,
         3015,
     );
@@ -1879,7 +1937,8 @@ fn the_other_validation_codes() {
         &|l| {
             l["recipients"] = json!([ORG, "07827199405"]);
             l.as_object_mut().unwrap().remove("idempotentKey");
-            l["correspondence"]["notification"] = notification(json!({"customRecipients": [{"emailAddress": "post@firma.no"}]}));
+            l["correspondence"]["notification"] =
+                notification(json!({"customRecipients": [{"emailAddress": "post@firma.no"}]}));
         },
         400,
         3017,
@@ -1893,20 +1952,49 @@ fn the_other_validation_codes() {
             .text("correspondence.content.messageTitle", "t")
             .text("correspondence.content.messageBody", "b")
             .text("correspondence.content.attachments[0].fileName", "a.pdf")
-            .text("correspondence.content.attachments[0].sendersReference", "x")
-            .text("correspondence.content.attachments[0].expirationInDays", expiry.to_string())
+            .text(
+                "correspondence.content.attachments[0].sendersReference",
+                "x",
+            )
+            .text(
+                "correspondence.content.attachments[0].expirationInDays",
+                expiry.to_string(),
+            )
             .text("recipients", ORG)
-            .part("attachments", multipart::Part::bytes(bytes).file_name("a.pdf"))
+            .part(
+                "attachments",
+                multipart::Part::bytes(bytes).file_name("a.pdf"),
+            )
     };
-    let send = |f: multipart::Form| answer(sim.http.post(sim.url("/correspondence/upload")).bearer_auth(&token).multipart(f).send().unwrap());
+    let send = |f: multipart::Form| {
+        answer(
+            sim.http
+                .post(sim.url("/correspondence/upload"))
+                .bearer_auth(&token)
+                .multipart(f)
+                .send()
+                .unwrap(),
+        )
+    };
     assert_altinn_error(&send(form("14", vec![])), 400, 2004);
     assert_altinn_error(&send(form("0", vec![1])), 400, 2017);
     assert_eq!(send(form("1", vec![1])).0, 200);
 
     // Forwarding with more than 10 MB of attachments (1069).
-    let (_, id) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "big.pdf", "sendersReference": "x"}));
+    let (_, id) = sim.post(
+        &token,
+        "/attachment",
+        &json!({"resourceId": DPV, "fileName": "big.pdf", "sendersReference": "x"}),
+    );
     let id = id.as_str().unwrap().to_string();
-    let r = sim.http.post(sim.url(&format!("/attachment/{id}/upload"))).bearer_auth(&token).header("content-type", "application/octet-stream").body(vec![0u8; 10_000_001]).send().unwrap();
+    let r = sim
+        .http
+        .post(sim.url(&format!("/attachment/{id}/upload")))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 10_000_001])
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     sim.get(&token, &format!("/attachment/{id}"));
     check(
@@ -1918,8 +2006,20 @@ fn the_other_validation_codes() {
         1069,
     );
     // A purged attachment cannot be purged again (2006).
-    let (_, spare) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "x.pdf", "sendersReference": "x"}));
-    let delete = || answer(sim.http.delete(sim.url(&format!("/attachment/{}", spare.as_str().unwrap()))).bearer_auth(&token).send().unwrap());
+    let (_, spare) = sim.post(
+        &token,
+        "/attachment",
+        &json!({"resourceId": DPV, "fileName": "x.pdf", "sendersReference": "x"}),
+    );
+    let delete = || {
+        answer(
+            sim.http
+                .delete(sim.url(&format!("/attachment/{}", spare.as_str().unwrap())))
+                .bearer_auth(&token)
+                .send()
+                .unwrap(),
+        )
+    };
     assert_eq!(delete().0, 204);
     assert_altinn_error(&delete(), 400, 2006);
 }
@@ -1930,7 +2030,11 @@ fn an_interrupted_upload_fails_the_attachment() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &[]);
     let token = sim.sender();
-    let (_, id) = sim.post(&token, "/attachment", &json!({"resourceId": DPV, "fileName": "a.pdf", "sendersReference": "x"}));
+    let (_, id) = sim.post(
+        &token,
+        "/attachment",
+        &json!({"resourceId": DPV, "fileName": "a.pdf", "sendersReference": "x"}),
+    );
     let id = id.as_str().unwrap().to_string();
     // Announce 1 MB, send 10 bytes, hang up.
     let url = sim.url(&format!("/attachment/{id}/upload"));
@@ -1950,7 +2054,18 @@ fn an_interrupted_upload_fails_the_attachment() {
     });
     assert_eq!(failed["statusText"], "UploadInterrupted");
     // UploadProcessing was reached: the attachment cannot be uploaded again.
-    let again = sim.http.post(&url).bearer_auth(&token).header("content-type", "application/octet-stream").body(vec![1]).send().unwrap();
+    let again = sim
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(vec![1])
+        .send()
+        .unwrap();
     assert_altinn_error(&answer(again), 400, 2005);
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temp file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0,
+        "no temp file left"
+    );
 }

@@ -43,7 +43,7 @@
 //! failed). From a shell: `dpv-batch sim-altinn3 --root DIR --mark-read ID`
 //! does the same against the simulator serving `DIR`.
 //!
-//! # Status machine
+//! # Status machine ([`state`])
 //! Created `Initialized`, plus `ReadyForPublish` when every attachment is
 //! already published, or `Reserved` for a KRR-reserved recipient among
 //! several. At `max(requestedPublishTime, created) + --publish-delay-ms` the
@@ -73,5 +73,6 @@ pub mod model;
 pub mod problem;
 pub mod routes;
 pub mod rules;
+pub mod state;
 pub mod store;
 pub mod validate;
