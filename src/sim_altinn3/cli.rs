@@ -163,6 +163,7 @@ async fn serve(args: SimAltinn3Args) -> Result<(), String> {
     let sim = Arc::new(Sim {
         tmp_dir: store.tmp_dir(),
         views: Views::new(root),
+        wake: tokio::sync::Notify::new(),
         store: Mutex::new(store),
         registry: args.registry(),
         auth,

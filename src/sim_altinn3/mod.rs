@@ -49,8 +49,9 @@
 //! several. At `max(requestedPublishTime, created) + --publish-delay-ms` the
 //! publish job runs: `Failed` (statusText: Altinn's reason) for a
 //! `--fail-at-publish` recipient or a Reserved one, else `ReadyForPublish`
-//! and `Published`. The clock drives it on every request and from a ticker
-//! (100 ms), so the files on disk follow even when nobody asks.
+//! and `Published`. The clock drives it on every request and from a ticker that
+//! sleeps until the next job falls due, so the files on disk follow even when
+//! nobody asks.
 //!
 //! # Faults
 //! `--latency-ms` delays every call; `--rate-429` answers API calls 429 with

@@ -65,6 +65,8 @@ pub struct Sim {
     pub faults: Faults,
     pub tmp_dir: PathBuf,
     pub views: Views,
+    /// Wakes the ticker when a new publish job is scheduled.
+    pub wake: tokio::sync::Notify,
 }
 
 pub type Shared = Arc<Sim>;
@@ -552,6 +554,7 @@ async fn create(sim: Shared, peer: Peer, req: InitRequest, files: Vec<UploadedFi
         Ok(Ok(r)) => r,
         Ok(Err(r)) | Err(r) => return r,
     };
+    sim.wake.notify_one();
     for r in &records {
         tracing::info!(
             created = %r.id,
@@ -930,13 +933,22 @@ async fn mark_read(State(sim): State<Shared>, Path(id): Path<String>) -> Respons
     }
 }
 
-/// The ticker: move the status machine on, so files on disk follow the clock
-/// even when nobody asks.
+/// The ticker: run publish jobs when they fall due, so the files on disk
+/// follow the clock even when nobody asks. It sleeps until the next job (at
+/// most a minute); a create wakes it to look again.
 pub async fn tick(sim: Shared) {
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        interval.tick().await;
-        let _ = with_store(&sim, |_, _, _| ()).await;
+        let next = with_store(&sim, |store, _, now| store.next_due().map(|due| due - now))
+            .await
+            .ok()
+            .flatten();
+        let wait = next
+            .map(|d| Duration::try_from(d).unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sim.wake.notified() => {}
+        }
     }
 }

@@ -381,6 +381,12 @@ impl Store {
         Ok(())
     }
 
+    /// When the next publish job falls due.
+    pub fn next_due(&self) -> Option<OffsetDateTime> {
+        let (due, _) = self.pending.first()?;
+        OffsetDateTime::from_unix_timestamp_nanos(*due).ok()
+    }
+
     /// A correspondence as the sender may see it: `None` when unknown or purged.
     pub fn get(&self, id: Uuid) -> Option<&CorrRecord> {
         self.corr.get(&id).filter(|r| !r.purged())
