@@ -1382,6 +1382,15 @@ fn state_survives_a_kill_and_restart() {
         let sim = Sim::start(dir.path(), &["--publish-delay-ms", "600000"]);
         sim.create(&sim.sender(), &body)
     }; // SIGKILL
+       // A line torn by a crash in the middle of a write is skipped.
+    use std::io::Write;
+    let journal = dir.path().join("state/journal.jsonl");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .write_all(b"{\"status\":{\"id\":\"")
+        .unwrap();
     let sim = Sim::start(dir.path(), &[]);
     let token = sim.sender();
     assert_altinn_error(&sim.post(&token, "/correspondence", &body), 409, 1034);

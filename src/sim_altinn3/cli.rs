@@ -10,7 +10,7 @@ use super::auth::Auth;
 use super::conn::{Peer, SimListener};
 use super::routes::{self, Faults, Sim};
 use super::rules;
-use super::store::Store;
+use super::store::{Store, Views};
 use super::validate::Registry;
 
 /// The resources every simulator knows (eFormidling's DPV resources).
@@ -162,6 +162,8 @@ async fn serve(args: SimAltinn3Args) -> Result<(), String> {
     )?;
     let sim = Arc::new(Sim {
         tmp_dir: store.tmp_dir(),
+        views: Views::new(root),
+        wake: tokio::sync::Notify::new(),
         store: Mutex::new(store),
         registry: args.registry(),
         auth,

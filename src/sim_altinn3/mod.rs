@@ -43,14 +43,15 @@
 //! failed). From a shell: `dpv-batch sim-altinn3 --root DIR --mark-read ID`
 //! does the same against the simulator serving `DIR`.
 //!
-//! # Status machine
+//! # Status machine ([`state`])
 //! Created `Initialized`, plus `ReadyForPublish` when every attachment is
 //! already published, or `Reserved` for a KRR-reserved recipient among
 //! several. At `max(requestedPublishTime, created) + --publish-delay-ms` the
 //! publish job runs: `Failed` (statusText: Altinn's reason) for a
 //! `--fail-at-publish` recipient or a Reserved one, else `ReadyForPublish`
-//! and `Published`. The clock drives it on every request and from a ticker
-//! (100 ms), so the files on disk follow even when nobody asks.
+//! and `Published`. The clock drives it on every request and from a ticker that
+//! sleeps until the next job falls due, so the files on disk follow even when
+//! nobody asks.
 //!
 //! # Faults
 //! `--latency-ms` delays every call; `--rate-429` answers API calls 429 with
@@ -73,5 +74,6 @@ pub mod model;
 pub mod problem;
 pub mod routes;
 pub mod rules;
+pub mod state;
 pub mod store;
 pub mod validate;

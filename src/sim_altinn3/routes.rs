@@ -34,8 +34,9 @@ use super::auth::{Auth, Policy};
 use super::conn::Peer;
 use super::model::{self, FormNode, InitRequest, CORRESPONDENCE_STATUS, ROLE};
 use super::problem::{self, codes, AltinnError, ModelError};
+use super::state::AttRecord;
 use super::store::{
-    self, CreateRequest, NewAttachment, NewCorrespondence, Search, Store, StoreError,
+    CreateRequest, NewAttachment, NewCorrespondence, Search, Store, StoreError, Views,
 };
 use super::validate::{self, Refusal, Registry, UploadedFile};
 
@@ -63,6 +64,9 @@ pub struct Sim {
     pub auth: Auth,
     pub faults: Faults,
     pub tmp_dir: PathBuf,
+    pub views: Views,
+    /// Wakes the ticker when a new publish job is scheduled.
+    pub wake: tokio::sync::Notify,
 }
 
 pub type Shared = Arc<Sim>;
@@ -246,7 +250,8 @@ fn parse_id(raw: &str, name: &str) -> Result<Uuid, Response> {
 }
 
 /// Run `f` on the store, on the blocking pool, after the clock has moved the
-/// status machine on.
+/// status machine on; then, with the lock released, write the contract views
+/// that changed (before the answer goes out).
 async fn with_store<T, F>(sim: &Shared, f: F) -> Result<T, Response>
 where
     F: FnOnce(&mut Store, &Registry, OffsetDateTime) -> T + Send + 'static,
@@ -255,11 +260,20 @@ where
     let sim = sim.clone();
     tokio::task::spawn_blocking(move || {
         let now = OffsetDateTime::now_utc();
-        let mut store = sim.store.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = store.advance(now, &sim.registry) {
-            tracing::warn!(error = %e, "cannot save a status change");
+        let (out, views) = {
+            let mut store = sim.store.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = store.advance(now, &sim.registry) {
+                tracing::warn!(error = %e, "cannot journal a status change");
+            }
+            let out = f(&mut store, &sim.registry, now);
+            (out, store.take_views())
+        };
+        for v in &views {
+            if let Err(e) = sim.views.write(v) {
+                tracing::warn!(error = %e, "cannot write a contract view");
+            }
         }
-        f(&mut store, &sim.registry, now)
+        out
     })
     .await
     .map_err(|_| internal_error())
@@ -540,6 +554,7 @@ async fn create(sim: Shared, peer: Peer, req: InitRequest, files: Vec<UploadedFi
         Ok(Ok(r)) => r,
         Ok(Err(r)) | Err(r) => return r,
     };
+    sim.wake.notify_one();
     for r in &records {
         tracing::info!(
             created = %r.id,
@@ -848,7 +863,7 @@ async fn attachment_overview(
         Err(r) => return r,
     };
     match with_store(&sim, move |store, _, now| {
-        store.attachment(id, now).map(store::AttRecord::overview)
+        store.attachment(id, now).map(AttRecord::overview)
     })
     .await
     {
@@ -899,9 +914,13 @@ async fn mark_read(State(sim): State<Shared>, Path(id): Path<String>) -> Respons
         Err(r) => return r,
     };
     let result = with_store(&sim, move |store, _, now| {
-        store
-            .mark_read(id, now)
-            .map(|r| r.overview(store.attachments()))
+        store.mark_read(id, now)?;
+        Ok::<_, StoreError>(
+            store
+                .get(id)
+                .map(|r| r.overview(store.attachments()))
+                .unwrap_or_default(),
+        )
     })
     .await;
     match result {
@@ -914,13 +933,22 @@ async fn mark_read(State(sim): State<Shared>, Path(id): Path<String>) -> Respons
     }
 }
 
-/// The ticker: move the status machine on, so files on disk follow the clock
-/// even when nobody asks.
+/// The ticker: run publish jobs when they fall due, so the files on disk
+/// follow the clock even when nobody asks. It sleeps until the next job (at
+/// most a minute); a create wakes it to look again.
 pub async fn tick(sim: Shared) {
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        interval.tick().await;
-        let _ = with_store(&sim, |_, _, _| ()).await;
+        let next = with_store(&sim, |store, _, now| store.next_due().map(|due| due - now))
+            .await
+            .ok()
+            .flatten();
+        let wait = next
+            .map(|d| Duration::try_from(d).unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sim.wake.notified() => {}
+        }
     }
 }
