@@ -6,9 +6,16 @@
 //! inbox, runs the pipeline until every file has its final receipt, and
 //! prints what happened and where to look. The samples are built into the
 //! binary, so it runs from any directory.
+//!
+//! `--transport altinn3` does the same through Altinn 3: `dpv-batch
+//! sim-altinn3` runs as a child of this process on a free port (with the
+//! test key pair built into the binary; never a real key), the config's
+//! `[transport.altinn3]` points at it, and every letter is a REST call.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +113,115 @@ root = "altinn"       # the simulated Altinn reads and writes here
 poll_ms = 100
 "#;
 
+/// Which transport the demo shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoTransport {
+    /// Altinn II's batch area as a folder, with `dpv-batch sim`.
+    Local,
+    /// Altinn 3's Correspondence API, with `dpv-batch sim-altinn3`.
+    Altinn3,
+}
+
+/// Run the demo in `dir` over `transport`; returns the process exit code.
+pub fn run_with(dir: &Path, transport: DemoTransport) -> Result<u8, String> {
+    match transport {
+        DemoTransport::Local => run(dir),
+        DemoTransport::Altinn3 => run_altinn3(dir),
+    }
+}
+
+/// The throwaway test key pair (tests/fixtures/altinn3): the demo's
+/// "Maskinporten client". Never a real key.
+const TEST_KEY: &[u8] = include_bytes!("../tests/fixtures/altinn3/client.pem");
+const TEST_PUBLIC_KEY: &[u8] = include_bytes!("../tests/fixtures/altinn3/client.pub.pem");
+
+/// The simulator as a child process, stopped when dropped.
+struct SimChild(Child);
+
+impl Drop for SimChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The demo over Altinn 3.
+fn run_altinn3(dir: &Path) -> Result<u8, String> {
+    prepare(dir)?;
+    let dir = dir.canonicalize().map_err(|e| e.to_string())?;
+    let sim_root = dir.join("altinn3");
+    let key = dir.join("client.pem");
+    let public = dir.join("client.pub.pem");
+    fs::write(&key, TEST_KEY).map_err(|e| e.to_string())?;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    fs::write(&public, TEST_PUBLIC_KEY).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let _sim = SimChild(
+        Command::new(exe)
+            .arg("sim-altinn3")
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&sim_root)
+            .arg("--client-key")
+            .arg(&public)
+            .args(["--unknown-recipient", REFUSED_REPORTEE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the Altinn 3 simulator: {e}"))?,
+    );
+    let started = std::time::Instant::now();
+    let sim_toml = loop {
+        match fs::read_to_string(sim_root.join("sim.toml")) {
+            Ok(t) if t.lines().count() >= 4 => break t,
+            _ if started.elapsed() > Duration::from_secs(30) => {
+                return Err("the Altinn 3 simulator did not start".into())
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let config = CONFIG
+        .replace("sequence_numbers = true\n", "")
+        .replace(
+            "kind = \"local\"\n[transport.local]\nroot = \"altinn\"       # the simulated Altinn reads and writes here\n",
+            &format!(
+                "kind = \"altinn3\"\n[transport.altinn3]\nenvironment = \"custom\"   # the simulator: its sim.toml gave the four URLs\n\
+                 route = \"direct\"\n{sim_toml}client_id = \"dpv-batch-demo\"\n\
+                 private_key = \"client.pem\"   # the TEST key built into dpv-batch\n\
+                 key_id = \"demo\"\npoll_interval = \"1s\"\n\
+                 [transport.altinn3.resources]\n\"4255\" = \"eformidling-dpv-administrasjon\"\n\
+                 \"5504\" = {{ resource = \"eformidling-dpv-taushetsbelagt\", confidential = true }}\n"
+            ),
+        );
+    let config_path = dir.join("dpv-batch.toml");
+    fs::write(&config_path, config).map_err(|e| e.to_string())?;
+    let cfg = Config::load_checked(&config_path).map_err(|e| e.to_string())?;
+    for (name, bytes) in SAMPLES {
+        durable::write_atomic(&cfg.paths.inbox.join(name), bytes).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "dpv-batch demo: {} files dropped into {}, sent through Altinn 3 (simulated at {})",
+        SAMPLES.len(),
+        cfg.paths.inbox.display(),
+        sim_toml
+            .lines()
+            .next()
+            .and_then(|l| l.split('"').nth(1))
+            .unwrap_or("?")
+    );
+    let ended = daemon::run(
+        cfg.clone(),
+        Some(daemon::Once {
+            timeout: Duration::from_secs(60),
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    print_summary(&dir, &cfg, &sim_root.join("correspondences"))?;
+    Ok(match ended {
+        Ended::AllDone | Ended::Stopped => 0,
+        Ended::TimedOut(_) => 3,
+    })
+}
+
 /// Run the demo in `dir`; returns the process exit code.
 pub fn run(dir: &Path) -> Result<u8, String> {
     prepare(dir)?;
@@ -157,14 +273,14 @@ pub fn run(dir: &Path) -> Result<u8, String> {
     sim_result?;
     let ended = ended.map_err(|e| e.to_string())?;
 
-    print_summary(&dir, &cfg)?;
+    print_summary(&dir, &cfg, &dir.join("altinn/processed"))?;
     Ok(match ended {
         Ended::AllDone | Ended::Stopped => 0,
         Ended::TimedOut(_) => 3,
     })
 }
 
-fn print_summary(dir: &Path, cfg: &Config) -> Result<(), String> {
+fn print_summary(dir: &Path, cfg: &Config, received: &Path) -> Result<(), String> {
     let rows = crate::status::rows(cfg).map_err(|e| e.to_string())?;
     println!();
     println!("{:<26} {:<18} {:>7}  WHY", "FILE", "OUTCOME", "LETTERS");
@@ -197,10 +313,7 @@ fn print_summary(dir: &Path, cfg: &Config) -> Result<(), String> {
         "  rejected inputs + reasons   {}  (NAME.errors.txt)",
         cfg.paths.failed.display()
     );
-    println!(
-        "  what Altinn received        {}",
-        dir.join("altinn/processed").display()
-    );
+    println!("  what Altinn received        {}", received.display());
     println!(
         "  the config                  {}",
         dir.join("dpv-batch.toml").display()

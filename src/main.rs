@@ -24,6 +24,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DemoTransport {
+    Local,
+    Altinn3,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -122,6 +128,10 @@ enum Command {
         /// Workspace folder (default: ./dpv-demo).
         #[arg(long, default_value = "dpv-demo")]
         dir: PathBuf,
+        /// `local`: Altinn II's batch area as a folder; `altinn3`: the
+        /// Correspondence API (the Altinn 3 simulator runs alongside).
+        #[arg(long, value_enum, default_value = "local")]
+        transport: DemoTransport,
     },
     /// Simulate Altinn's batch side over folders (for tests and demos):
     /// answer batches in DIR/upload with receipts, then read confirmations.
@@ -168,7 +178,13 @@ fn main() -> ExitCode {
         } => run(&config, once.then_some(timeout)),
         Command::Status { config, json } => status(&config, json),
         Command::CheckConfig { config, connect } => check_config(&config, connect),
-        Command::Demo { dir } => match dpv_batch::demo::run(&dir) {
+        Command::Demo { dir, transport } => match dpv_batch::demo::run_with(
+            &dir,
+            match transport {
+                DemoTransport::Local => dpv_batch::demo::DemoTransport::Local,
+                DemoTransport::Altinn3 => dpv_batch::demo::DemoTransport::Altinn3,
+            },
+        ) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("dpv-batch demo: {e}");

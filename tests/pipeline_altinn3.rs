@@ -595,3 +595,114 @@ fn an_altinn_that_forgets_its_letters_does_not_make_us_send_them_again() {
     assert_eq!(ws.receipt("a.xml"), receipt);
     assert!(ws.names("failed").is_empty());
 }
+
+/// The daemon's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A 200 MB attachment goes through in flat memory: decoded to disk while
+/// the batch is split, streamed to the attachment API. The bound is a
+/// behavioural one with a generous margin (the batch is 270 MB of base64).
+#[test]
+fn a_200_mb_attachment_in_flat_memory() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "");
+    // Attachments up to 300 MB are accepted here (100 MB by default).
+    let mut config = fs::read_to_string(ws.config()).expect("config");
+    config.push_str("[validate]\nmax_attachment_bytes = 300000000\n");
+    fs::write(ws.config(), config).expect("config");
+    let tmp = ws.path("inbox/.big.xml.tmp");
+    let out = Command::new(bin())
+        .args([
+            "gen",
+            "--letters",
+            "1",
+            "--attachment-bytes",
+            "200000000",
+            "--shipment",
+            "BIG",
+            "-o",
+        ])
+        .arg(&tmp)
+        .output()
+        .expect("gen");
+    assert!(out.status.success());
+    fs::rename(&tmp, ws.path("inbox/big.xml")).expect("rename");
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let pid = daemon.id();
+    let mut peak = 0;
+    let done = wait_for(Duration::from_secs(600), || {
+        peak = peak.max(peak_rss(pid));
+        ws.names("outbox").contains("big.xml.receipt.xml")
+    });
+    peak = peak.max(peak_rss(pid));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(done, "{}", ws.status());
+    assert_eq!(outcome(&ws.receipt("big.xml")), "Accepted");
+    let created = sim.created();
+    assert_eq!(created.len(), 1);
+    eprintln!("peak RSS of the daemon: {} MiB", peak >> 20);
+    assert!(peak > 0, "VmHWM read");
+    assert!(
+        peak < 128 << 20,
+        "the daemon's memory grew with the attachment: peak {} MiB",
+        peak >> 20
+    );
+    // Altinn got all of it.
+    let sizes: Vec<u64> = fs::read_dir(ws.path("altinn3/attachments"))
+        .expect("attachments")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .collect();
+    assert_eq!(sizes, vec![200_000_000]);
+}
+
+/// `demo --transport altinn3`: one command, the simulator as its child.
+#[test]
+fn demo_over_altinn3_in_one_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join("demo");
+    let out = Command::new(bin())
+        .args(["demo", "--transport", "altinn3", "--dir"])
+        .arg(&demo)
+        .output()
+        .expect("demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("nightly-bokmal.xml         PartiallyAccepted"),
+        "{stdout}"
+    );
+    assert_eq!(fs::read_dir(demo.join("outbox")).unwrap().count(), 8);
+    // 4 + 4 + 2 + 2 + 1 letters sent, one refused by Altinn.
+    assert_eq!(
+        fs::read_dir(demo.join("altinn3/correspondences"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json"))
+            .count(),
+        12
+    );
+}
