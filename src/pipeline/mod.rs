@@ -289,6 +289,7 @@ impl Pipeline {
         set_aside_unknown_staged(journal.as_ref(), &staging, &p.state.join(ORPHANED_DIR))?;
         let transport =
             transport::open(&cfg, &installation_id).map_err(PipelineError::Transport)?;
+        remove_leftovers(&parts);
         let intake = Intake::new(cfg.intake.clone());
         Ok(Pipeline {
             cfg,
@@ -1250,7 +1251,7 @@ impl Pipeline {
         durable::publish(&receipt_path)
             .map_err(io_err(format!("cannot publish {}", receipt_path.display())))?;
         self.journal.set_done(f.id)?;
-        let _ = fs::remove_dir_all(self.parts_dir(f.id));
+        remove_in_background(&self.parts, &self.parts_dir(f.id));
         info!(file = %f.name, id = f.id, outcome = outcome.as_str(), receipt = %receipt_path.display(), moved_to = %moved_path.display(), "done");
         Ok(())
     }
@@ -1379,6 +1380,38 @@ fn open_journal(state: &Path) -> Result<(Box<Journal>, String)> {
     let epoch = journal.begin_epoch(now)?;
     info!(installation = %id, epoch, "journal open");
     Ok((journal, id))
+}
+
+/// Remove a finished file's parts folder without holding up the pipeline:
+/// renamed out of the way at once (a `.gone-` name, never a live one), then
+/// removed by a thread of its own. Thousands of letter folders take seconds
+/// to unlink on some filesystems, and nothing waits for that. A leftover
+/// (a crash meanwhile) goes the same way at the next start.
+fn remove_in_background(parts: &Path, dir: &Path) {
+    let Some(name) = dir.file_name() else { return };
+    let gone = parts.join(format!(".gone-{}", name.to_string_lossy()));
+    if fs::rename(dir, &gone).is_err() {
+        let _ = fs::remove_dir_all(dir);
+        return;
+    }
+    std::thread::spawn(move || {
+        let _ = fs::remove_dir_all(&gone);
+    });
+}
+
+/// Parts folders left for removal by a run that ended meanwhile.
+fn remove_leftovers(parts: &Path) {
+    let Ok(entries) = fs::read_dir(parts) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".gone-") {
+            let path = e.path();
+            std::thread::spawn(move || {
+                let _ = fs::remove_dir_all(&path);
+            });
+        }
+    }
 }
 
 /// Where staged inputs the journal does not know are moved at start.
