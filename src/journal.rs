@@ -963,6 +963,24 @@ impl Journal {
 
     // ---- read confirmations ------------------------------------------------
 
+    /// How many of `refs` (SendersReferences from a confirmations file)
+    /// name letters this journal sent. Altinn names confirmations files by
+    /// system user, not by batch, so another installation on the same
+    /// account sees ours and we see theirs: a file is ours only if every
+    /// letter in it is.
+    pub fn letters_known(&self, refs: &[&str]) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM letters WHERE senders_reference = ?1)")?;
+        let mut n = 0;
+        for r in refs {
+            if stmt.query_row([r], |row| row.get::<_, bool>(0))? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Journal that letters were read; returns how many letters matched.
     pub fn record_reads(&mut self, reads: &[(String, String)]) -> Result<usize> {
         let tx = self.conn.transaction()?;

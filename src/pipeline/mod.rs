@@ -235,7 +235,8 @@ pub struct Pipeline {
     /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
     /// real server never sees us list more often than configured.
     remote_due: Instant,
-    /// Inbound files the transport refused (over the size limit): logged
+    /// Inbound files passed over: refused by the transport (over the size
+    /// limit), or confirmations of another installation's letters; logged
     /// once, then passed over, so they neither stop the others nor spin.
     refused_inbound: std::collections::HashSet<String>,
     /// This installation's id (see `installation`).
@@ -960,6 +961,37 @@ impl Pipeline {
                 });
             match parsed {
                 Ok(c) => {
+                    // Another installation on the same Altinn account sees
+                    // our confirmations files and we see theirs: only a file
+                    // whose every letter is ours is ours to take away. One
+                    // with letters of others is left for them (our reads in
+                    // it recorded), and passed over from now on.
+                    let refs: Vec<&str> = c
+                        .items
+                        .iter()
+                        .map(|i| i.senders_reference.as_str())
+                        .collect();
+                    let ours = self.journal.letters_known(&refs)?;
+                    if ours < refs.len() {
+                        let reads: Vec<(String, String)> = c
+                            .items
+                            .iter()
+                            .filter_map(|i| {
+                                i.read_date_time
+                                    .clone()
+                                    .map(|t| (i.senders_reference.clone(), t))
+                            })
+                            .collect();
+                        let n = if ours > 0 {
+                            self.journal.record_reads(&reads)?
+                        } else {
+                            0
+                        };
+                        info!(confirmations = %name, read = n, letters = refs.len(), ours, "read confirmations for letters this installation did not send (another installation's?); left in place for them");
+                        let _ = fs::remove_file(&local);
+                        self.refused_inbound.insert(name);
+                        continue;
+                    }
                     let reads: Vec<(String, String)> = c
                         .items
                         .iter()
