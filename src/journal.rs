@@ -689,6 +689,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Destination names reserved by files not done yet: their
+    /// `errors.txt` (named after them) may not be written yet, and its
+    /// name must not be given to another file meanwhile.
+    pub fn pending_moved_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT moved_to FROM files WHERE moved_to IS NOT NULL AND state != 'Done'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Is `name` reserved by a file as its receipt or destination name?
     pub fn name_reserved(&self, name: &str) -> Result<bool> {
         Ok(self.conn.query_row(

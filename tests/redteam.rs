@@ -152,3 +152,81 @@ fn two_installations_each_get_the_read_confirmations_of_their_own_letters() {
         .count();
     assert_eq!(left, 0);
 }
+
+/// A read-only bind mount of a folder over itself; undone on drop.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> ReadOnly {
+        let run = |args: &[&str]| {
+            Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        assert!(
+            run(&["--bind"]),
+            "this test needs root to bind-mount {} (CI runs as root)",
+            dir.display()
+        );
+        let ro = ReadOnly(dir.to_path_buf());
+        assert!(run(&["-o", "remount,ro,bind"]), "remount read-only");
+        assert!(fs::write(dir.join("probe"), "x").is_err(), "still writable");
+        ro
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The input `a` and an input named `a.errors.txt` are both rejected while
+/// `failed/` cannot be written, so both reserve their names before either
+/// writes. `a.errors.txt` must not be given the name of `a`'s errors.txt:
+/// before the fix, once `failed/` worked again, the one was renamed over
+/// the other (an input or an errors.txt lost, a file rewritten).
+#[test]
+fn an_input_never_takes_the_name_of_another_inputs_errors_txt_while_writes_wait() {
+    let shared = tempfile::tempdir().expect("tempdir");
+    let ws = Workspace::new(&shared.path().join("altinn"));
+    let failed = ws.path("failed");
+    fs::create_dir_all(&failed).expect("failed");
+    let read_only = ReadOnly::mount(&failed);
+    ws.drop_file("a", b"<not xml, input a");
+    ws.drop_file("a.errors.txt", b"<not xml, input a.errors.txt");
+    let out = ws.run_once("2s");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    drop(read_only);
+    let out = ws.run_once("10s");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let texts = ws.texts("failed");
+    let inputs: Vec<&str> = texts
+        .iter()
+        .filter(|(_, t)| t.starts_with("<not xml"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut errors: Vec<&str> = texts
+        .iter()
+        .filter(|(_, t)| !t.starts_with("<not xml"))
+        .map(|(_, t)| t.lines().next().unwrap_or(""))
+        .collect();
+    errors.sort();
+    assert_eq!(inputs.len(), 2, "both inputs kept: {texts:#?}");
+    assert_eq!(
+        errors,
+        vec!["a.errors.txt: Rejected", "a: Rejected"],
+        "each errors.txt kept: {texts:#?}"
+    );
+    // a's errors.txt is where the fagsystem looks for it.
+    let a_errors = texts.iter().find(|(n, _)| n == "a.errors.txt");
+    assert!(
+        a_errors.is_some_and(|(_, t)| t.starts_with("a: Rejected")),
+        "{texts:#?}"
+    );
+}

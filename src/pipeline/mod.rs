@@ -1404,11 +1404,19 @@ fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
 }
 
 /// Is the name `n` in `dir` taken: anything there (even a dangling link),
-/// its temporary name, or a reservation of another file?
+/// its temporary name, a reservation of another file, or the `errors.txt`
+/// of a file not done yet (an input named `a.errors.txt` must not get the
+/// name of input `a`'s errors.txt while writes to `failed/` wait)?
 fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
     move |n| {
         let path = dir.join(n);
-        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+        Ok(present(&path)
+            || present(&durable::temp_path(&path))
+            || journal.name_reserved(n)?
+            || journal
+                .pending_moved_names()?
+                .iter()
+                .any(|m| outbox::errors_name(m) == n))
     }
 }
 
