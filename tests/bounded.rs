@@ -513,7 +513,7 @@ fn a_name_that_differs_only_in_normalisation_says_so() {
     let message = &messages(&report)[0];
     assert!(
         message.contains(&format!(
-            "it has '{nfd}', which differs only in case or Unicode normalisation"
+            "it has '{nfd}', which differs only in case, Unicode normalisation"
         )),
         "{message}"
     );
