@@ -469,6 +469,10 @@ pub trait Store: Send {
     fn reserve_names(&self, id: i64, receipt_name: &str, moved_to: &str) -> Result<()>;
     /// Is `name` reserved by a file as its receipt or destination name?
     fn name_reserved(&self, name: &str) -> Result<bool>;
+    /// Destination names reserved by files not done yet: their
+    /// `errors.txt` (named after them) may not be written yet, and its
+    /// name must not be given to another file meanwhile.
+    fn pending_moved_names(&self) -> Result<Vec<String>>;
     /// The receipt is staged (written under its temporary name). News it
     /// includes is not reported again in event files.
     fn set_receipt_staged(&self, id: i64) -> Result<()>;
@@ -535,6 +539,12 @@ pub trait Store: Send {
 
     // ---- later news --------------------------------------------------------
 
+    /// How many of `refs` (SendersReferences from a confirmations file)
+    /// name letters this journal sent. Altinn names confirmations files by
+    /// system user, not by batch, so another installation on the same
+    /// account sees ours and we see theirs: a file is ours only if every
+    /// letter in it is.
+    fn letters_known(&self, refs: &[&str]) -> Result<usize>;
     /// Journal that letters were read (read confirmations: SendersReference,
     /// when); returns how many letters matched.
     fn record_reads(&self, reads: &[(String, String)]) -> Result<usize>;

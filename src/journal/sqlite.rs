@@ -658,6 +658,14 @@ impl Store for SqliteJournal {
         )?)
     }
 
+    fn pending_moved_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT moved_to FROM files WHERE moved_to IS NOT NULL AND state != 'Done'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn set_receipt_staged(&self, id: i64) -> Result<()> {
         let tx = self.tx()?;
         // News up to now is in the receipt (event 0): not reported again.
@@ -927,6 +935,19 @@ impl Store for SqliteJournal {
     }
 
     // ---- later news --------------------------------------------------------
+
+    fn letters_known(&self, refs: &[&str]) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM letters WHERE senders_reference = ?1)")?;
+        let mut n = 0;
+        for r in refs {
+            if stmt.query_row([r], |row| row.get::<_, bool>(0))? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 
     fn record_reads(&self, reads: &[(String, String)]) -> Result<usize> {
         let tx = self.tx()?;

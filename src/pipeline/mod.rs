@@ -1079,7 +1079,26 @@ impl Pipeline {
                 }
                 info!(receipt = %handle.name, part = %part.remote_name, status = r.status.as_str(), "receipt");
             }
-            News::Reads { reads, handle } => {
+            News::Reads {
+                reads,
+                letters,
+                handle,
+            } => {
+                // Another installation on the same Altinn account sees our
+                // confirmations files and we see theirs: only a file whose
+                // every letter is ours is ours to take away. One with letters
+                // of others is left for them (our reads in it recorded).
+                let refs: Vec<&str> = letters.iter().map(String::as_str).collect();
+                let ours = self.journal.letters_known(&refs)?;
+                if ours < refs.len() {
+                    let n = if ours > 0 {
+                        self.journal.record_reads(reads)?
+                    } else {
+                        0
+                    };
+                    info!(confirmations = %handle.name, read = n, letters = refs.len(), ours, "read confirmations for letters this installation did not send (another installation's?); left in place for them");
+                    return Ok(Disposition::LeaveForOthers);
+                }
                 let n = self.journal.record_reads(reads)?;
                 info!(confirmations = %handle.name, read = n, "read confirmations");
             }
@@ -1509,10 +1528,20 @@ fn part_texts(parts: &[crate::journal::PartRow]) -> String {
     }
 }
 
+/// Is the name `n` in `dir` taken: anything there (even a dangling link),
+/// its temporary name, a reservation of another file, or the `errors.txt`
+/// of a file not done yet (an input named `a.errors.txt` must not get the
+/// name of input `a`'s errors.txt while writes to `failed/` wait)?
 fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
     move |n| {
         let path = dir.join(n);
-        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+        Ok(present(&path)
+            || present(&durable::temp_path(&path))
+            || journal.name_reserved(n)?
+            || journal
+                .pending_moved_names()?
+                .iter()
+                .any(|m| outbox::errors_name(m) == n))
     }
 }
 

@@ -174,6 +174,11 @@ impl<T: FileTransport> Files<T> {
                         .map_err(|e| e.to_string()),
                     Inbound::Confirmations => altinn::parse_confirmations(&mut file)
                         .map(|c| News::Reads {
+                            letters: c
+                                .items
+                                .iter()
+                                .map(|i| i.senders_reference.clone())
+                                .collect(),
                             reads: c
                                 .items
                                 .iter()
@@ -247,6 +252,11 @@ impl<T: FileTransport> Transport for Files<T> {
             Disposition::Unmatched => {
                 warn!(file = %handle.name, "kept in state/inbound/unmatched");
                 keep_aside(&self.inbound, "unmatched", &handle.local);
+            }
+            Disposition::LeaveForOthers => {
+                let _ = fs::remove_file(&handle.local);
+                self.refused.insert(handle.name.clone());
+                return Ok(());
             }
         }
         self.inner.remove(handle.folder, &handle.name)

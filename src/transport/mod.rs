@@ -136,9 +136,11 @@ pub enum News {
         receipt: crate::altinn::BatchReceipt,
         handle: files::Handle,
     },
-    /// Read confirmations (file-shaped): (SendersReference, read at).
+    /// Read confirmations (file-shaped): (SendersReference, read at), and
+    /// every letter the file names (read or not).
     Reads {
         reads: Vec<(String, String)>,
+        letters: Vec<String>,
         handle: files::Handle,
     },
     /// What polling letters' statuses found (letter-shaped).
@@ -152,6 +154,9 @@ pub enum Disposition {
     Applied,
     /// Matched nothing the journal waits for (a repeat?): kept aside.
     Unmatched,
+    /// Not ours (another installation's letters): left where it is for
+    /// them, and passed over from now on.
+    LeaveForOthers,
 }
 
 /// Everything `prepare` may need besides the part.
