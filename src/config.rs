@@ -374,6 +374,14 @@ impl Default for Run {
     }
 }
 
+impl Run {
+    /// The poll interval (at least 10 ms): the daemon's timer and the
+    /// pipeline's remote listings both follow it.
+    pub fn poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.poll_ms.max(10))
+    }
+}
+
 /// Why a config cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {

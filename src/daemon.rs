@@ -59,7 +59,7 @@ pub fn run(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
 
 async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
     let inbox = cfg.paths.inbox.clone();
-    let poll = Duration::from_millis(cfg.run.poll_ms.max(10));
+    let poll = cfg.run.poll();
     let sig = |kind| {
         signal(kind).map_err(|e| PipelineError::Io("cannot install signal handler".into(), e))
     };

@@ -84,31 +84,75 @@ pub fn publish(path: &Path) -> io::Result<()> {
 }
 
 /// Publish a file staged by [`write_staged`] without ever replacing one
-/// that is there: the staged file is hard-linked to its final name, which
-/// fails atomically if the name is taken (a look before a rename would
-/// race), then its temporary name is removed. Nothing to do if it was
-/// already published. `Ok(false)`: another file has the name; the staged
-/// file is left where it is.
+/// that is there: the temporary name is renamed with `RENAME_NOREPLACE`,
+/// which fails atomically if the final name is taken (a look before a
+/// rename would race). As with [`publish`], a missing temporary file means
+/// it was published already (and maybe taken away). `Ok(false)`: another
+/// file has the name; the staged file is left where it is.
 pub fn publish_new(path: &Path) -> io::Result<bool> {
     let tmp = temp_path(path);
     if fs::symlink_metadata(&tmp).is_err() {
         return Ok(true);
     }
-    match fs::hard_link(&tmp, path) {
+    let moved = match rename_noreplace(&tmp, path) {
+        Err(e) if no_such_rename(&e) => link_then_unlink(&tmp, path),
+        other => other,
+    };
+    match moved {
         Ok(()) => {}
-        // Linked before a crash (the same file), or someone else's?
+        // Someone else's file, or ours linked by the fallback before a crash?
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             if !same_file(&tmp, path)? {
                 return Ok(false);
             }
+            fs::remove_file(&tmp)?;
         }
         Err(e) => return Err(e),
     }
-    // The link is durable before the temporary name goes.
-    sync_dir(parent(path))?;
-    fs::remove_file(&tmp)?;
     sync_dir(parent(path))?;
     Ok(true)
+}
+
+/// rename(2) that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call;
+    // AT_FDCWD resolves them like rename(2) does.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The filesystem (or kernel) has no `RENAME_NOREPLACE` (NFS, say).
+fn no_such_rename(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+/// The fallback: link(2) also refuses a taken name. A crash between the
+/// two steps leaves both names; the restart sees the same file under both
+/// and removes the temporary one (if the fagsystem took the published
+/// file away in that instant, it gets it once more).
+fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    sync_dir(parent(to))?;
+    fs::remove_file(from)
 }
 
 /// Are `a` and `b` the same file (one inode under two names)?
@@ -203,12 +247,14 @@ mod tests {
         assert!(publish_new(&p).unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"ours");
         assert!(!temp_path(&p).exists());
-        // A crash after the link: the same file under both names is ours.
+        // A crash in the fallback, after the link: the same file under
+        // both names is ours.
         write_staged(&dir.path().join("b.xml"), b"b").unwrap();
         let b = dir.path().join("b.xml");
         fs::hard_link(temp_path(&b), &b).unwrap();
         assert!(publish_new(&b).unwrap());
         assert!(!temp_path(&b).exists());
+        assert_eq!(fs::read(&b).unwrap(), b"b");
         // Already published (and maybe taken away): nothing to do.
         assert!(publish_new(&b).unwrap());
     }

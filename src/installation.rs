@@ -14,8 +14,10 @@
 //!   journal. The file is a witness kept *beside* the journal: when the
 //!   journal is gone, the file (or staged work) says there was one.
 //! - Remote names are `dpv-<id>-<epoch>-<file id>-<part>.xml`. The epoch
-//!   (milliseconds since 1970 at start, 12 hex digits, strictly increasing
-//!   per journal) is new at every start, so a journal restored from a
+//!   (milliseconds since 1970 at a start, 12 hex digits, strictly
+//!   increasing per journal) is that of the start the file was taken in
+//!   under, so a file's names never change (an upload interrupted by a
+//!   crash is resumed under the same name), and a journal restored from a
 //!   backup, whose file ids start again below ones already used, still
 //!   never repeats a name: only a clock set back past the restored
 //!   journal's last start could. Names sort by installation, then by
@@ -24,14 +26,17 @@
 //!   anything in the state folder that only a run with a journal leaves
 //!   behind stops the start, with the way back in plain words.
 //!
-//! When the journal and the id file disagree ([`settle`]): the journal is
-//! the truth about work, the file is the witness that this folder is the
-//! journal's home. A journal that has never taken a file in adopts (or
-//! writes) the file freely: that is a first start, or an upgrade. A journal
-//! with files whose id file is missing, damaged or different may have come
-//! from another installation (a copied backup would make two installations
-//! share an id), so dpv-batch stops and says how to settle it; it never
-//! guesses.
+//! When the journal and the id file disagree, one function decides
+//! ([`plan`]): the journal is the truth about work, the file is the witness
+//! that this folder is the journal's home. A missing file beside a journal
+//! that has never taken a file in is written from the journal (the first
+//! start stopped between the two); a journal from before ids takes the
+//! file's id; when neither has one, a new id is made. Anything else (a
+//! journal with files whose id file is missing, an id file that is damaged,
+//! unreadable or names another installation) may mean a journal copied
+//! from another installation, and two installations sharing an id would
+//! take each other's receipts: dpv-batch stops and says how to settle it;
+//! it never guesses.
 
 use std::fs;
 use std::io::{self, Read};
@@ -62,8 +67,8 @@ pub fn generate() -> io::Result<String> {
 
 // ---- remote names ----------------------------------------------------------
 
-/// The prefix of every remote part name of input file `file_id`, packaged
-/// in `epoch`: part N is `PREFIX-NNNNN.xml` (see `package::part_name`),
+/// The prefix of every remote part name of input file `file_id`, taken in
+/// under `epoch`: part N is `PREFIX-NNNNN.xml` (see `package::part_name`),
 /// 52 characters in all, plain ASCII: legal on any SFTP server.
 pub fn name_prefix(id: &str, epoch: i64, file_id: i64) -> String {
     format!("dpv-{id}-{epoch:012x}-{file_id:08}")
@@ -208,6 +213,10 @@ pub fn plan(probe: &Probe, file: IdFile, state: &Path) -> Result<Plan, String> {
     let path = id_path(state);
     let p = path.display();
     match (probe.installation_id.clone(), file) {
+        (Some(j), _) if !is_id(&j) => Err(format!(
+            "refusing to start: the journal's installation id is damaged ({j:?}; it should be \
+             16 hex digits). Put the journal back from your backup."
+        )),
         (_, IdFile::Unreadable(e)) => Err(format!(
             "refusing to start: cannot read the installation id file {p}: {e}. dpv-batch must \
              be able to read it (it holds 16 hex digits and a newline); fix its permissions."
@@ -368,6 +377,7 @@ mod tests {
         assert!(refused(plan_with(probe(Some(j), false), Some(f))).contains("copied"));
         assert!(refused(plan_with(probe(Some(j), true), Some("junk"))).contains("damaged"));
         assert!(refused(plan_with(probe(None, true), Some("junk"))).contains("damaged"));
+        assert!(refused(plan_with(probe(Some("x'; rm -rf /"), false), None)).contains("damaged"));
         let _ = fs::remove_file(id_path(state));
         fs::create_dir(id_path(state)).unwrap();
         assert!(

@@ -15,7 +15,8 @@
 //!   status Altinn gave it and when it was read;
 //! - `sequences`: the last SequenceNo used per SystemUserCode;
 //! - `events`: later news (letters read) written to the outbox as new files;
-//! - `meta`: the installation id and the name epoch (see `installation`).
+//! - `meta` and `name_epochs`: the installation id, and each start's epoch
+//!   for remote names (see `installation`).
 
 use std::path::Path;
 
@@ -271,10 +272,16 @@ CREATE TABLE IF NOT EXISTS events (
     written INTEGER NOT NULL DEFAULT 0 -- 0 planned, 1 staged, 2 published
 );
 -- Facts about the installation itself, as key/value pairs:
--- 'installation_id' (also kept in state/installation-id) and 'name_epoch'.
+-- 'installation_id' (also kept in state/installation-id).
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+-- One row per start: files from first_file_id on carry that start's epoch
+-- in their remote names (see installation.rs).
+CREATE TABLE IF NOT EXISTS name_epochs (
+    epoch INTEGER PRIMARY KEY,
+    first_file_id INTEGER NOT NULL
 );
 "#;
 
@@ -427,7 +434,10 @@ impl Journal {
             None
         };
         Ok(Probe {
-            holds_state: has_files || exists("sequences")? || exists("meta")?,
+            holds_state: has_files
+                || exists("sequences")?
+                || exists("meta")?
+                || exists("name_epochs")?,
             installation_id,
             has_files,
         })
@@ -507,25 +517,36 @@ impl Journal {
     }
 
     /// Start a new name epoch: `now` (milliseconds since 1970), or one more
-    /// than the last epoch if that is not later. Committed before it is used, so
-    /// no two starts of one journal share an epoch, even within a second.
+    /// than the last epoch if that is not later, for the files taken in
+    /// from now on. Committed before it is used, so no two starts of one
+    /// journal share an epoch, even within a millisecond.
     pub fn begin_epoch(&mut self, now: i64) -> Result<i64> {
         let tx = self.conn.transaction()?;
-        let last: Option<i64> = tx
-            .query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'name_epoch'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let (last, next_file): (Option<i64>, i64) = tx.query_row(
+            "SELECT (SELECT max(epoch) FROM name_epochs), \
+                    (SELECT coalesce(max(id), 0) + 1 FROM files)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let epoch = last.map_or(now, |l| now.max(l + 1));
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('name_epoch', ?1) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [epoch.to_string()],
+            "INSERT INTO name_epochs (epoch, first_file_id) VALUES (?1, ?2)",
+            params![epoch, next_file],
         )?;
         tx.commit()?;
         Ok(epoch)
+    }
+
+    /// The epoch in the remote names of file `id`: that of the start it was
+    /// taken in, so its names stay the same across restarts (a file from
+    /// before epochs gets the first one).
+    pub fn name_epoch(&self, id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce((SELECT max(epoch) FROM name_epochs WHERE first_file_id <= ?1), \
+                             (SELECT min(epoch) FROM name_epochs), 0)",
+            [id],
+            |r| r.get(0),
+        )?)
     }
 
     // ---- files -------------------------------------------------------------
@@ -666,6 +687,17 @@ impl Journal {
             params![id, receipt_name, moved_to],
         )?;
         Ok(())
+    }
+
+    /// Destination names reserved by files not done yet: their
+    /// `errors.txt` (named after them) may not be written yet, and its
+    /// name must not be given to another file meanwhile.
+    pub fn pending_moved_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT moved_to FROM files WHERE moved_to IS NOT NULL AND state != 'Done'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Is `name` reserved by a file as its receipt or destination name?
@@ -942,6 +974,24 @@ impl Journal {
 
     // ---- read confirmations ------------------------------------------------
 
+    /// How many of `refs` (SendersReferences from a confirmations file)
+    /// name letters this journal sent. Altinn names confirmations files by
+    /// system user, not by batch, so another installation on the same
+    /// account sees ours and we see theirs: a file is ours only if every
+    /// letter in it is.
+    pub fn letters_known(&self, refs: &[&str]) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM letters WHERE senders_reference = ?1)")?;
+        let mut n = 0;
+        for r in refs {
+            if stmt.query_row([r], |row| row.get::<_, bool>(0))? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Journal that letters were read; returns how many letters matched.
     pub fn record_reads(&mut self, reads: &[(String, String)]) -> Result<usize> {
         let tx = self.conn.transaction()?;
@@ -1168,13 +1218,21 @@ mod tests {
     }
 
     #[test]
-    fn name_epochs_only_go_forward() {
+    fn name_epochs_only_go_forward_and_stay_with_their_files() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let old = j.add_file("from-before-epochs.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(1000).unwrap(), 1000);
+        let a = j.add_file("a.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
         assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
+        let b = j.add_file("b.xml", 1).unwrap();
         assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+        // Each file keeps the epoch it was taken in under, whatever came after.
+        assert_eq!(j.name_epoch(old).unwrap(), 1000);
+        assert_eq!(j.name_epoch(a).unwrap(), 1000);
+        assert_eq!(j.name_epoch(b).unwrap(), 1002);
+        assert_eq!(j.name_epoch(b + 1).unwrap(), 2000);
     }
 
     #[test]

@@ -390,6 +390,49 @@ poll_ms = {poll_ms}
             "{what} listed {n} times in {window:?} (poll {poll_ms} ms: at most {most})"
         );
     }
+
+    // Busy is no excuse: while a drop of 40 files is taken in, validated and
+    // sent (ticks back to back), the folders are still listed once per poll.
+    let inbox = dir.path().join("inbox");
+    let (r0, c0) = (counter.get(&receipts), counter.get(&confirmations));
+    let started = Instant::now();
+    for i in 0..40 {
+        // Each its own shipment: the same content twice is a duplicate.
+        let tmp = inbox.join(format!(".f{i}.tmp"));
+        let gen = Command::new(bin())
+            .args([
+                "gen",
+                "--letters",
+                "2",
+                "--shipment",
+                &format!("FLOOD-{i}"),
+                "--out",
+            ])
+            .arg(&tmp)
+            .status()
+            .expect("gen");
+        assert!(gen.success());
+        fs::rename(&tmp, inbox.join(format!("f{i}.xml"))).expect("rename");
+    }
+    let upload = server.account().join("upload");
+    daemon.wait_for("40 files sent", Duration::from_secs(120), |_| {
+        names(&upload)
+            .iter()
+            .filter(|n| !n.starts_with('.'))
+            .count()
+            == 40
+    });
+    let window = started.elapsed();
+    let (r, c) = (
+        counter.get(&receipts) - r0,
+        counter.get(&confirmations) - c0,
+    );
+    eprintln!("40 files over sftp in {window:?}: {r} receipt and {c} confirmation listings");
+    let most = (window.as_millis() as u64 / poll_ms) as usize + 2;
+    assert!(
+        r <= most && c <= most,
+        "listed {r} and {c} times in {window:?} (at most {most})"
+    );
     assert_eq!(daemon.stop(), Some(0));
 }
 

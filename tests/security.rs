@@ -70,7 +70,7 @@ fn zip_bomb_is_refused() {
 // or which file an attachment is, is refused as a whole (PKG007/PKG008), so
 // validation and packaging can never judge one entry and send another.
 
-use common::zips::{batch_with, entry, sample_batch, zip, Entry};
+use common::zips::{batch_with, entry, sample_batch, symlink, zip, Entry};
 
 /// Validate a zip made here: exit code and every error's (code, message).
 fn validate_zip(entries: &[Entry], extra: &[&str]) -> (i32, Vec<(String, String)>) {
@@ -135,7 +135,7 @@ fn a_batch_behind_a_backslash_is_refused() {
 }
 
 #[test]
-fn entries_in_folders_are_refused() {
+fn entries_in_folders_and_links_are_refused() {
     let batch = || entry("batch.xml", &sample_batch());
     refused(
         &[batch(), entry("vedlegg/vedtak.pdf", b"x"), pdf(), txt()],
@@ -148,6 +148,13 @@ fn entries_in_folders_are_refused() {
         "PKG007",
         1,
         "'vedlegg/' is a folder",
+    );
+    // A link is no file of the package; its "content" names one elsewhere.
+    refused(
+        &[batch(), symlink("vedtak.pdf", "/etc/passwd"), txt()],
+        "PKG007",
+        1,
+        "'vedtak.pdf' is a symbolic link",
     );
 }
 
@@ -211,6 +218,52 @@ fn names_equal_after_case_folding_or_nfc_are_refused() {
 }
 
 #[test]
+fn names_equal_but_for_invisible_characters_or_trailing_blanks_are_refused() {
+    let batch = || entry("batch.xml", &sample_batch());
+    refused(
+        &[batch(), pdf(), txt(), entry("ved\u{200b}tak.pdf", b"other")],
+        "PKG008",
+        1,
+        "'vedtak.pdf' and 'ved\\u{200b}tak.pdf' differ only in invisible characters",
+    );
+    refused(
+        &[batch(), pdf(), txt(), entry("vedtak.pdf. ", b"other")],
+        "PKG008",
+        1,
+        "differ only in trailing dots or blanks",
+    );
+}
+
+#[test]
+fn an_entry_hidden_from_the_end_record_is_refused() {
+    // Four records in the central directory, but the end record counts
+    // three: some unpackers see the fourth, some do not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("package.zip");
+    let mut bytes = zip(&[
+        entry("batch.xml", &sample_batch()),
+        pdf(),
+        txt(),
+        entry("hidden.xml", b"<x/>"),
+    ]);
+    let end = bytes.len() - 22;
+    bytes[end + 8..end + 12].copy_from_slice(&[3, 0, 3, 0]);
+    std::fs::write(&path, bytes).expect("write");
+    let (exit, json, _) = validate_json(&path, &[]);
+    assert_eq!(exit, 1);
+    let errors = json[0]["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{json}");
+    assert_eq!(errors[0]["code"], "PKG006");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lists an entry 'hidden.xml' that its end record does not count"),
+        "{json}"
+    );
+}
+
+#[test]
 fn names_with_control_characters_or_bad_utf8_are_refused() {
     let batch = || entry("batch.xml", &sample_batch());
     let (exit, errors) = validate_zip(
@@ -228,7 +281,7 @@ fn names_with_control_characters_or_bad_utf8_are_refused() {
     );
     let bad_utf8 = Entry {
         name: b"vedlegg-\xff.pdf".to_vec(),
-        data: b"x".to_vec(),
+        ..entry("x", b"x")
     };
     refused(
         &[batch(), pdf(), txt(), bad_utf8],

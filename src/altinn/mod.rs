@@ -300,7 +300,10 @@ pub(crate) fn read_tree(
                     ),
                 })
             }
-            xml::CODE_UTF32 | xml::CODE_MARKUP_TOO_LONG | xml::CODE_TEXT_TOO_LONG => {
+            xml::CODE_UTF32
+            | xml::CODE_MARKUP_TOO_LONG
+            | xml::CODE_TEXT_TOO_LONG
+            | xml::CODE_TOO_MANY_NAMES => {
                 return Err(AltinnError::Refused {
                     line,
                     reason: p.message,

@@ -235,19 +235,18 @@ pub struct Pipeline {
     /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
     /// real server never sees us list more often than configured.
     remote_due: Instant,
-    /// Inbound files the transport refused (over the size limit): logged
+    /// Inbound files passed over: refused by the transport (over the size
+    /// limit), or confirmations of another installation's letters; logged
     /// once, then passed over, so they neither stop the others nor spin.
     refused_inbound: std::collections::HashSet<String>,
     /// This installation's id (see `installation`).
     installation_id: String,
-    /// This start's name epoch: with the id, it makes remote names unique for ever.
-    name_epoch: i64,
     _lock: File,
 }
 
 impl Pipeline {
     /// Open the pipeline: folders, the state lock, the journal (or a refusal
-    /// when it was lost; see [`open_journal`]), the transport.
+    /// when it was lost; see `open_journal`), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -265,7 +264,7 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let (journal, installation_id, name_epoch) = open_journal(&p.state)?;
+        let (journal, installation_id) = open_journal(&p.state)?;
         set_aside_unknown_staged(&journal, &staging, &p.state.join(ORPHANED_DIR))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
@@ -294,7 +293,6 @@ impl Pipeline {
             refused_inbound: Default::default(),
             last_metrics: String::new(),
             installation_id,
-            name_epoch,
             _lock: lock,
         })
     }
@@ -329,7 +327,7 @@ impl Pipeline {
         if self.backoff.ready() {
             let look = Instant::now() >= self.remote_due;
             if look {
-                self.remote_due = Instant::now() + Duration::from_millis(self.cfg.run.poll_ms);
+                self.remote_due = Instant::now() + self.cfg.run.poll();
             }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
@@ -589,7 +587,11 @@ impl Pipeline {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: installation::name_prefix(&self.installation_id, self.name_epoch, f.id),
+            name_prefix: installation::name_prefix(
+                &self.installation_id,
+                self.journal.name_epoch(f.id)?,
+                f.id,
+            ),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -959,6 +961,37 @@ impl Pipeline {
                 });
             match parsed {
                 Ok(c) => {
+                    // Another installation on the same Altinn account sees
+                    // our confirmations files and we see theirs: only a file
+                    // whose every letter is ours is ours to take away. One
+                    // with letters of others is left for them (our reads in
+                    // it recorded), and passed over from now on.
+                    let refs: Vec<&str> = c
+                        .items
+                        .iter()
+                        .map(|i| i.senders_reference.as_str())
+                        .collect();
+                    let ours = self.journal.letters_known(&refs)?;
+                    if ours < refs.len() {
+                        let reads: Vec<(String, String)> = c
+                            .items
+                            .iter()
+                            .filter_map(|i| {
+                                i.read_date_time
+                                    .clone()
+                                    .map(|t| (i.senders_reference.clone(), t))
+                            })
+                            .collect();
+                        let n = if ours > 0 {
+                            self.journal.record_reads(&reads)?
+                        } else {
+                            0
+                        };
+                        info!(confirmations = %name, read = n, letters = refs.len(), ours, "read confirmations for letters this installation did not send (another installation's?); left in place for them");
+                        let _ = fs::remove_file(&local);
+                        self.refused_inbound.insert(name);
+                        continue;
+                    }
                     let reads: Vec<(String, String)> = c
                         .items
                         .iter()
@@ -1228,14 +1261,14 @@ impl Pipeline {
     }
 }
 
-/// Open the journal in `state`, with this installation's id and this
+/// Open the journal in `state`, with this installation's id, and begin this
 /// start's name epoch; or refuse when starting would forget or confuse
 /// earlier work: a missing or empty journal is only a new installation if
 /// nothing in the state folder says otherwise, and the journal and the id
 /// file must agree on whose it is (see `installation`). Both are decided
 /// before the journal is created or written (the caller holds the state
 /// lock), so a refusal changes nothing.
-fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
+fn open_journal(state: &Path) -> Result<(Journal, String)> {
     let journal_path = state.join(JOURNAL_FILE);
     let probe = Journal::probe(&journal_path)?;
     if !probe.holds_state {
@@ -1260,7 +1293,7 @@ fn open_journal(state: &Path) -> Result<(Journal, String, i64)> {
         .map_or(0, |d| d.as_millis() as i64);
     let epoch = journal.begin_epoch(now)?;
     info!(installation = %id, epoch, "journal open");
-    Ok((journal, id, epoch))
+    Ok((journal, id))
 }
 
 /// Where staged inputs the journal does not know are moved at start.
@@ -1371,11 +1404,19 @@ fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
 }
 
 /// Is the name `n` in `dir` taken: anything there (even a dangling link),
-/// its temporary name, or a reservation of another file?
+/// its temporary name, a reservation of another file, or the `errors.txt`
+/// of a file not done yet (an input named `a.errors.txt` must not get the
+/// name of input `a`'s errors.txt while writes to `failed/` wait)?
 fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
     move |n| {
         let path = dir.join(n);
-        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+        Ok(present(&path)
+            || present(&durable::temp_path(&path))
+            || journal.name_reserved(n)?
+            || journal
+                .pending_moved_names()?
+                .iter()
+                .any(|m| outbox::errors_name(m) == n))
     }
 }
 

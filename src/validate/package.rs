@@ -18,14 +18,16 @@
 //! position, same name, same length, same SHA-256). Nothing else looks an
 //! entry up by name. A package whose names leave room for doubt is refused
 //! rather than guessed at:
-//! - a name that is not a plain file name at the root (a folder, `\`, a
-//!   control character, longer than a file name may be): PKG007. `old\batch.xml`
-//!   is a file in a folder to one unpacker and a root file to another;
+//! - an entry that is not a plain file at the root (a folder, `/` or `\`
+//!   in its name, a symbolic link, a control character, a name longer than
+//!   a file name may be): PKG007. `old\batch.xml` is a file in a folder to
+//!   one unpacker and a root file to another;
 //! - two entries with the same name, or names equal after Unicode NFC and
-//!   case folding (`Vedtak.pdf`/`vedtak.pdf`, `é` composed/decomposed):
-//!   PKG008. An unpacker keeps one of them, which one depends on the tool
-//!   and the file system. The zip library itself keeps only the last of two
-//!   equal names, so duplicates are found by walking the central directory.
+//!   case folding (`Vedtak.pdf`/`vedtak.pdf`, `é` composed/decomposed),
+//!   invisible characters or trailing dots and blanks aside: PKG008. An
+//!   unpacker keeps one of them, which one depends on the tool and the file
+//!   system. The zip library itself keeps only the last of two equal names,
+//!   so duplicates are found by walking the central directory.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -106,18 +108,54 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
     }
 }
 
-/// The key under which two names are "the same file" to some unpacker or
-/// file system: canonical caseless matching (Unicode D145: NFD, case fold,
-/// NFC), with the fold done as lower(upper(c)) per character, which also
-/// folds `ß`/`ss`, `ſ`/`s` and final sigma, as case-insensitive file systems
-/// variously do; and trailing dots and blanks dropped, as Windows does.
+/// The key under which two names are "the same file" to some unpacker,
+/// file system or reader: canonical caseless matching (Unicode D145: NFD,
+/// case fold, NFC), with the fold done as lower(upper(c)) per character,
+/// which also folds `ß`/`ss`, `ſ`/`s` and final sigma, as case-insensitive
+/// file systems variously do; invisible characters dropped (HFS+ ignores
+/// them, and a reader cannot see them); trailing dots and blanks dropped, as
+/// Windows does.
 fn folded(name: &str) -> String {
     let folded: String = name
         .nfd()
+        .filter(|&c| !is_default_ignorable(c))
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect();
     folded.trim_end_matches(['.', ' ']).nfc().collect()
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
+/// characters that render as nothing (zero-width spaces and joiners,
+/// direction marks, variation selectors, the soft hyphen, ...).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+        | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFF8 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF)
+}
+
+/// How two names with the same [`folded`] key differ, for a message.
+fn how_alike(a: &str, b: &str) -> &'static str {
+    let trimmed = |s: &str| s.trim_end_matches(['.', ' ']).to_string();
+    let visible = |s: &str| {
+        s.chars()
+            .filter(|&c| !is_default_ignorable(c))
+            .collect::<String>()
+    };
+    if a.nfc().eq(b.nfc()) {
+        "are the same name written in two Unicode normalisation forms (NFC and NFD)"
+    } else if a.to_lowercase() == b.to_lowercase() {
+        "differ only in case"
+    } else if trimmed(a) == trimmed(b) {
+        "differ only in trailing dots or blanks, which Windows drops"
+    } else if visible(a) == visible(b) {
+        "differ only in invisible characters (zero-width spaces, direction marks and the like)"
+    } else {
+        "differ only in case, Unicode normalisation, invisible characters or trailing dots \
+         and blanks"
+    }
 }
 
 /// One entry of an export package, as [`PackageIndex`] decided and measured it.
@@ -144,7 +182,7 @@ pub struct PackageIndex {
     /// Attachments by their exact name.
     attachments: HashMap<String, Entry>,
     /// [`folded`] name → name, for a message when a FileName misses only by
-    /// case or normalisation.
+    /// case, normalisation and the like.
     folded: HashMap<String, String>,
 }
 
@@ -160,8 +198,9 @@ impl PackageIndex {
         self.attachments.get(file_name)
     }
 
-    /// An entry whose name differs from `file_name` only in case or Unicode
-    /// normalisation (for a clearer message; never used to fill a letter).
+    /// An entry whose name differs from `file_name` only in case, Unicode
+    /// normalisation, invisible characters or trailing dots and blanks (for
+    /// a clearer message; never used to fill a letter).
     pub fn same_but_for_case_or_form(&self, file_name: &str) -> Option<&str> {
         self.folded
             .get(&folded(file_name))
@@ -212,7 +251,14 @@ impl PackageIndex {
         if !same {
             return Err(changed(&entry.name));
         }
-        let inner = archive.by_index(entry.index).map_err(io::Error::other)?;
+        let inner = archive.by_index(entry.index).map_err(|e| match e {
+            zip::result::ZipError::Io(e) => e,
+            // It was read in full when measured: now it cannot be.
+            other => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {other}", changed(&entry.name)),
+            ),
+        })?;
         Ok(Verified {
             inner,
             entry: entry.clone(),
@@ -366,7 +412,8 @@ impl Opened {
     /// Walk the central directory record by record. The zip library keys
     /// entries by name, so of two entries with one name it silently keeps
     /// the last: every record it does not know is such a shadowed duplicate
-    /// (or a record past the count the end record gives), and is refused.
+    /// (PKG008), or a record past the count the zip's end record gives,
+    /// which some unpackers see and others do not (PKG006).
     fn check_central_directory(
         &mut self,
         raw: &File,
@@ -380,6 +427,7 @@ impl Opened {
                 .map_err(|e| vec![finding("PKG006", format!("entry {i} cannot be read: {e}"))])?;
             known.insert(entry.central_header_start());
         }
+        let names: HashSet<&str> = self.archive.file_names().collect();
         let mut errors = Vec::new();
         let mut pos = self.archive.central_directory_start();
         let mut records = 0usize;
@@ -400,16 +448,31 @@ impl Opened {
                     Ok(()) => String::from_utf8_lossy(&name).into_owned(),
                     Err(_) => "?".into(),
                 };
+                // (The library decodes names without the UTF-8 flag as CP437;
+                // a duplicate so written is still caught, as a hidden record.)
+                let duplicate = names.contains(name.as_str());
                 if errors.len() < 10 {
-                    errors.push(finding(
-                        "PKG008",
-                        format!(
-                            "the package holds more than one entry named '{}'; an unpacker keeps \
-                             only one of them, and which one depends on the tool, so the package \
-                             is refused",
-                            shown(&name)
-                        ),
-                    ));
+                    errors.push(if duplicate {
+                        finding(
+                            "PKG008",
+                            format!(
+                                "the package holds more than one entry named '{}'; an unpacker \
+                                 keeps only one of them, and which one depends on the tool, so \
+                                 the package is refused",
+                                shown(&name)
+                            ),
+                        )
+                    } else {
+                        finding(
+                            "PKG006",
+                            format!(
+                                "the package's central directory lists an entry '{}' that its end \
+                                 record does not count: some unpackers see it, others do not, so \
+                                 the package is refused",
+                                shown(&name)
+                            ),
+                        )
+                    });
                 }
             }
             pos += CENTRAL_HEADER_LEN as u64 + name_len + extra_len + comment_len;
@@ -474,16 +537,12 @@ impl Opened {
             }
             let key = folded(&name);
             if let Some(other) = folded_names.get(&key) {
-                let how = if other.nfc().eq(name.nfc()) {
-                    "are the same name written in two Unicode normalisation forms (NFC and NFD)"
-                } else {
-                    "differ only in case"
-                };
+                let how = how_alike(other, &name);
                 errors.push(finding(
                     "PKG008",
                     format!(
-                        "entries '{}' and '{}' {how}: unpacked on Windows or macOS one would \
-                         overwrite the other, so which is meant is a guess; the package is refused",
+                        "entries '{}' and '{}' {how}: to some file systems, unpackers or readers they are one \
+                         file, so which is meant is a guess; the package is refused",
                         shown(other),
                         shown(&name)
                     ),
@@ -581,8 +640,8 @@ fn too_many(n: usize, limits: &PackageLimits) -> Finding {
     )
 }
 
-/// A name as shown in a message: control characters escaped, at most 80
-/// characters (a name is outside data, and messages reach logs and receipts).
+/// A name as shown in a message: control and invisible characters
+/// escaped, at most 80 characters (a name is outside data, and messages reach logs and receipts).
 fn shown(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
@@ -592,6 +651,8 @@ fn shown(name: &str) -> String {
         }
         if c.is_control() {
             out.extend(c.escape_default());
+        } else if is_default_ignorable(c) {
+            out.extend(c.escape_unicode()); // invisible: say what is there
         } else {
             out.push(c);
         }
@@ -776,11 +837,18 @@ mod tests {
             ("stra\u{df}e.pdf", "STRASSE.pdf"),
             ("vedtak.pdf.", "vedtak.pdf"),
             ("vedtak.pdf ", "vedtak.pdf"),
+            ("ved\u{200b}tak.pdf", "vedtak.pdf"), // a zero-width space
+            ("vedtak\u{ad}.pdf", "vedtak.pdf"),   // a soft hyphen
         ] {
             assert_eq!(folded(a), folded(b), "{a:?} {b:?}");
         }
         assert_ne!(folded("vedtak1.pdf"), folded("vedtak2.pdf"));
         assert_ne!(folded("a.pdf"), folded("\u{e4}.pdf"));
+        assert_eq!(how_alike("vedtak.pdf", "Vedtak.PDF"), "differ only in case");
+        assert!(how_alike("vedtak.pdf", "vedtak.pdf.").contains("trailing"));
+        assert!(how_alike("b\u{e9}", "be\u{301}").contains("NFC"));
+        assert!(how_alike("vedtak", "ved\u{200b}tak").starts_with("differ only in invisible"));
+        assert!(how_alike("vedtak", "VED\u{200b}TAK").contains("invisible"));
     }
 
     #[test]

@@ -282,10 +282,13 @@ struct Attachment {
 }
 
 /// An attachment's FileName: kept whole, or, when longer than any file name
-/// may be (DPV021), only what the path check (DPV014) needs to know.
+/// may be (DPV021), what the check of DPV014 found on the whole of it.
 enum FileNameValue {
     Whole(String),
-    TooLong { shown: String, has_separator: bool },
+    TooLong {
+        shown: String,
+        problem: Option<&'static str>,
+    },
 }
 
 /// A streaming base64 check: alphabet, padding only at the end, whole
@@ -362,6 +365,7 @@ pub struct Rules<'a> {
     text_len: usize,
     text_chars: usize,
     text_separator: bool,
+    text_control: bool,
     letter: Letter,
     notification: Notification,
     endpoint: Endpoint,
@@ -394,6 +398,7 @@ impl<'a> Rules<'a> {
             text_len: 0,
             text_chars: 0,
             text_separator: false,
+            text_control: false,
             letter: Letter::default(),
             notification: Notification::default(),
             endpoint: Endpoint::default(),
@@ -630,14 +635,19 @@ impl<'a> Rules<'a> {
             ),
         );
         if field == Field::FileName {
-            let shown = shorten(&String::from_utf8_lossy(&self.text));
-            self.attachment.file_name = Some((
-                FileNameValue::TooLong {
-                    shown,
-                    has_separator: self.text_separator,
-                },
-                pos,
-            ));
+            // The whole name was seen while streaming: separators and ASCII
+            // control characters anywhere in it, the rest (a drive letter, a
+            // control character) in the first bytes, which were kept.
+            let prefix = String::from_utf8_lossy(&self.text);
+            let problem = if self.text_separator {
+                Some(SEPARATOR_PROBLEM)
+            } else if self.text_control {
+                Some(CONTROL_PROBLEM)
+            } else {
+                file_name_problem(prefix.trim_end_matches('\u{FFFD}'))
+            };
+            let shown = shorten(&prefix);
+            self.attachment.file_name = Some((FileNameValue::TooLong { shown, problem }, pos));
         }
     }
 
@@ -754,10 +764,7 @@ impl<'a> Rules<'a> {
                 };
                 (name, problem)
             }
-            Some(FileNameValue::TooLong {
-                shown,
-                has_separator,
-            }) => (shown, has_separator.then_some(SEPARATOR_PROBLEM)),
+            Some(FileNameValue::TooLong { shown, problem }) => (shown, problem),
         };
         if let Some(why) = problem {
             let hint = if why == SEPARATOR_PROBLEM {
@@ -788,17 +795,18 @@ impl<'a> Rules<'a> {
             return;
         }
         let size = if data.is_empty() {
-            if problem.is_some() || too_long {
-                return; // DPV014/DPV021 said it: no package entry has such a name
-            }
+            let unusable = problem.is_some() || too_long;
             match self.package.map(|p| (p.attachment(&name), p)) {
+                // DPV014/DPV021 said it: no package entry has such a name.
+                Some(_) if unusable => return,
                 Some((Some(entry), _)) => entry.size,
                 Some((None, package)) => {
                     let message = match package.same_but_for_case_or_form(&name) {
                         Some(similar) => format!(
                             "attachment '{shown}' has empty Data and the export package has no \
                              file named exactly '{name}'; it has '{similar}', which differs only in \
-                             case or Unicode normalisation (NFC/NFD): names must match exactly"
+                             case, Unicode normalisation (NFC/NFD), invisible characters or \
+                             trailing dots and blanks: names must match exactly"
                         ),
                         None => format!(
                             "attachment '{shown}' has empty Data and the export package has no \
@@ -835,6 +843,7 @@ impl<'a> Rules<'a> {
 }
 
 const SEPARATOR_PROBLEM: &str = "contains a path ('/' or '\\')";
+const CONTROL_PROBLEM: &str = "contains a control character";
 
 /// Why `name` is not a plain file name, if it is not: no folder part,
 /// nothing that climbs out of one, no drive letter, no control characters.
@@ -850,7 +859,7 @@ pub fn file_name_problem(name: &str) -> Option<&'static str> {
     } else if name.contains(['/', '\\']) {
         Some(SEPARATOR_PROBLEM)
     } else if name.chars().any(char::is_control) {
-        Some("contains a control character")
+        Some(CONTROL_PROBLEM)
     } else if name.len() >= 2 && name.as_bytes()[1] == b':' {
         Some("starts with a drive letter")
     } else {
@@ -896,6 +905,7 @@ impl Events for Rules<'_> {
             self.text_len = 0;
             self.text_chars = 0;
             self.text_separator = false;
+            self.text_control = false;
             if field == Field::Data {
                 self.attachment.data = Some((Base64::default(), pos));
             }
@@ -919,6 +929,7 @@ impl Events for Rules<'_> {
         };
         if field == Field::FileName {
             self.text_separator |= text.iter().any(|b| matches!(b, b'/' | b'\\'));
+            self.text_control |= text.iter().any(|b| b.is_ascii_control());
         }
         // Kept whole while it fits; past the ceiling only the first bytes
         // stay (for the message): the value is DPV021 and judged no further.
@@ -983,6 +994,71 @@ mod tests {
         ] {
             assert!(file_name_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    /// (line, code) of every error in `xml`, validated as a plain batch.
+    fn codes(xml: &str) -> Vec<(u32, String)> {
+        let v = crate::validate::Validator::new(Default::default()).expect("schema");
+        let report = v.validate_xml("t.xml".into(), &mut xml.as_bytes(), None);
+        report
+            .errors
+            .into_iter()
+            .map(|e| (e.line, e.code))
+            .collect()
+    }
+
+    fn letter_with_attachment(file_name: &str, data: &str) -> String {
+        format!(
+            r#"<Correspondences xmlns="http://schemas.altinn.no/services/intermediary/correspondence/2009/10">
+<SystemUserCode>BRG-4601</SystemUserCode><ShipmentReference>S</ShipmentReference>
+<Correspondence><ServiceCode>4255</ServiceCode><ServiceEdition>10</ServiceEdition>
+<SendersReference>R</SendersReference><Reportee>974760673</Reportee>
+<Content><LanguageCode>1044</LanguageCode><MessageTitle>T</MessageTitle>
+<Attachments><BinaryAttachments><BinaryAttachment>
+<FileName>{file_name}</FileName><Name>N</Name><Encrypted>false</Encrypted><Data>{data}</Data>
+</BinaryAttachment></BinaryAttachments></Attachments></Content></Correspondence></Correspondences>"#
+        )
+    }
+
+    #[test]
+    fn an_empty_data_is_reported_whatever_its_file_name() {
+        let dpv = |c: &[(u32, String)]| c.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            dpv(&codes(&letter_with_attachment("a/b.pdf", ""))),
+            ["DPV014", "DPV015"]
+        );
+        let long = "x".repeat(300);
+        assert_eq!(
+            dpv(&codes(&letter_with_attachment(&long, ""))),
+            ["DPV021", "DPV015"]
+        );
+        assert!(codes(&letter_with_attachment("b.pdf", "SGVsbG8=")).is_empty());
+    }
+
+    #[test]
+    fn values_at_their_ceiling_are_whole_and_one_byte_more_is_dpv021() {
+        let at = "x".repeat(MAX_FILE_NAME_BYTES);
+        assert!(codes(&letter_with_attachment(&at, "SGVsbG8=")).is_empty());
+        let over = "x".repeat(MAX_FILE_NAME_BYTES + 1);
+        let got = codes(&letter_with_attachment(&over, "SGVsbG8="));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "DPV021");
+        // DPV014 judges the whole of an over-long name.
+        let drive = format!("C:{}", "x".repeat(300));
+        let tab = format!("{}\t.pdf", "x".repeat(300));
+        for name in [drive, tab] {
+            let got: Vec<String> = codes(&letter_with_attachment(&name, "SGVsbG8="))
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect();
+            assert_eq!(got, ["DPV021", "DPV014"], "{name:?}");
+        }
+        // Multi-byte characters count in bytes: 128 × 'ø' is 256 bytes.
+        let wide = "ø".repeat(128);
+        assert_eq!(
+            codes(&letter_with_attachment(&wide, "SGVsbG8="))[0].1,
+            "DPV021"
+        );
     }
 
     #[test]

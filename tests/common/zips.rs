@@ -3,16 +3,31 @@
 //! zip writer produces. Just enough of the format (APPNOTE 4.3): local
 //! headers, central directory, end record.
 
-/// One entry: its name as raw bytes, and its content.
+/// One entry: its name as raw bytes, its content, and its Unix file type
+/// and mode (a regular file, or a folder when the name ends in `/`).
 pub struct Entry {
     pub name: Vec<u8>,
     pub data: Vec<u8>,
+    pub mode: u32,
 }
 
 pub fn entry(name: &str, data: &[u8]) -> Entry {
     Entry {
         name: name.as_bytes().to_vec(),
         data: data.to_vec(),
+        mode: if name.ends_with('/') {
+            0o040755
+        } else {
+            0o100644
+        },
+    }
+}
+
+/// A symbolic link entry: its content is the link's target.
+pub fn symlink(name: &str, target: &str) -> Entry {
+    Entry {
+        mode: 0o120777,
+        ..entry(name, target.as_bytes())
     }
 }
 
@@ -56,12 +71,7 @@ pub fn zip(entries: &[Entry]) -> Vec<u8> {
         put16(&mut central, 0); // comment
         put16(&mut central, 0); // disk
         put16(&mut central, 0); // internal attributes
-        let mode: u32 = if e.name.ends_with(b"/") {
-            0o040755
-        } else {
-            0o100644
-        };
-        put32(&mut central, mode << 16);
+        put32(&mut central, e.mode << 16);
         put32(&mut central, offset);
         central.extend_from_slice(&e.name);
     }
