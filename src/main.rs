@@ -217,6 +217,7 @@ fn main() -> ExitCode {
             options.package.max_entry_bytes =
                 options.package.max_entry_bytes.max(max_attachment_bytes);
             options.max_errors = max_errors;
+            options.keep_letters = false;
             let altinn3 = match (target, &config) {
                 (Target::Altinn2, None) => None,
                 (Target::Altinn2, Some(_)) => {
@@ -234,7 +235,6 @@ fn main() -> ExitCode {
                     }
                 }
             };
-            options.keep_letters = false;
             validate(format, schema, options, altinn3.as_ref(), &paths)
         }
         Command::Gen {
