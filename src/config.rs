@@ -372,6 +372,14 @@ impl Default for Run {
     }
 }
 
+impl Run {
+    /// The poll interval (at least 10 ms): the daemon's timer and the
+    /// pipeline's remote listings both follow it.
+    pub fn poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.poll_ms.max(10))
+    }
+}
+
 /// Why a config cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -465,15 +473,49 @@ impl Config {
             ("paths.archive", &p.archive),
             ("paths.state", &p.state),
         ];
-        for (i, (key, a)) in folders.iter().enumerate() {
-            for (other, b) in &folders[i + 1..] {
-                if a == b {
-                    problems.push(format!(
-                        "{key} and {other} are the same folder ({}); each needs its own",
-                        a.display()
-                    ));
+        // Compared as the filesystem sees them: `inbox/../inbox`, a symlink
+        // to the inbox, and the inbox are one folder. Nested folders are
+        // refused too: a receipt in an outbox inside the inbox would be
+        // taken in as a batch, and an archive there would be listed as input.
+        let real: Vec<PathBuf> = folders.iter().map(|(_, p)| real_path(p)).collect();
+        // "inbox/../inbox, really /srv/inbox" when the two differ.
+        let shown = |k: usize| {
+            let (given, real) = (folders[k].1, &real[k]);
+            if given == real {
+                given.display().to_string()
+            } else {
+                format!("{}, really {}", given.display(), real.display())
+            }
+        };
+        for i in 0..folders.len() {
+            for j in i + 1..folders.len() {
+                let (key, other) = (folders[i].0, folders[j].0);
+                let nested = if real[i].starts_with(&real[j]) {
+                    Some((i, j))
+                } else if real[j].starts_with(&real[i]) {
+                    Some((j, i))
+                } else {
+                    None
+                };
+                match nested {
+                    Some(_) if real[i] == real[j] => problems.push(format!(
+                        "{key} and {other} are the same folder ({} and {}); each needs its own",
+                        shown(i),
+                        shown(j)
+                    )),
+                    Some((inner, outer)) => problems.push(format!(
+                        "{} ({}) is inside {} ({}); these folders must not be nested: give \
+                         each its own place, side by side",
+                        folders[inner].0,
+                        shown(inner),
+                        folders[outer].0,
+                        shown(outer)
+                    )),
+                    None => {}
                 }
             }
+        }
+        for (key, a) in folders {
             if a.exists() && !a.is_dir() {
                 problems.push(format!(
                     "{key} ({}) exists but is not a folder",
@@ -533,6 +575,35 @@ impl Config {
     }
 }
 
+/// `path` as the filesystem resolves it: its nearest existing ancestor
+/// canonicalised (symlinks and `..` resolved), the rest (folders `run`
+/// will create) appended with `.` and `..` taken literally.
+fn real_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if path.is_relative() {
+        std::env::current_dir().unwrap_or_default().join(path)
+    } else {
+        path.to_path_buf()
+    };
+    for base in absolute.ancestors() {
+        let Ok(mut real) = base.canonicalize() else {
+            continue;
+        };
+        let rest = absolute.strip_prefix(base).unwrap_or(Path::new(""));
+        for c in rest.components() {
+            match c {
+                Component::ParentDir => {
+                    real.pop();
+                }
+                Component::Normal(n) => real.push(n),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        return real;
+    }
+    absolute
+}
+
 /// The device a path (or its nearest existing ancestor) lives on.
 fn device(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -590,6 +661,57 @@ root = "altinn"
         );
         assert!(err.contains("system_user_code '1'"), "{err}");
         assert!(err.contains("no [transport.local] section"), "{err}");
+    }
+
+    #[test]
+    fn folders_are_compared_as_the_filesystem_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpv.toml");
+        let problems = |text: String| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).unwrap().check()
+        };
+        // Not created yet, and created: `in/../in` is `in`.
+        for create in [false, true] {
+            if create {
+                std::fs::create_dir(dir.path().join("in")).unwrap();
+            }
+            let p = problems(MINIMAL.replace("outbox = \"out\"", "outbox = \"in/../in\""));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(
+                p[0].starts_with("paths.inbox and paths.outbox are the same folder")
+                    && p[0].contains("in/../in, really "),
+                "{p:?}"
+            );
+        }
+        // A symlink to the inbox is the inbox.
+        std::os::unix::fs::symlink(dir.path().join("in"), dir.path().join("link")).unwrap();
+        let p = problems(MINIMAL.replace("failed = \"failed\"", "failed = \"link\""));
+        assert!(
+            p.len() == 1 && p[0].starts_with("paths.inbox and paths.failed are the same folder"),
+            "{p:?}"
+        );
+        // Nested either way round, existing or not.
+        let p = problems(
+            MINIMAL
+                .replace("archive = \"archive\"", "archive = \"in/./archive\"")
+                .replace("state = \"state\"", "state = \"out/state\"")
+                .replace("outbox = \"out\"", "outbox = \"out/state/../\""),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("paths.archive (")
+                && p[0].contains("is inside paths.inbox (")
+                && p[0].contains("must not be nested"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("paths.state (") && p[1].contains("is inside paths.outbox"),
+            "{p:?}"
+        );
+        // Names that only share a prefix are not nested.
+        let p = problems(MINIMAL.replace("outbox = \"out\"", "outbox = \"in-out\""));
+        assert!(p.is_empty(), "{p:?}");
     }
 
     fn sftp_config(dir: &Path, section: &str) -> PathBuf {

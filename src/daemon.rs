@@ -1,15 +1,26 @@
 //! `dpv-batch run`: the pipeline as a daemon, or once (for cron).
 //!
 //! The pipeline itself is synchronous and journal-driven (see `pipeline`);
-//! this module only decides *when* to run a tick: when the inbox changes
-//! (inotify, through `notify`), every `poll_ms` anyway (events get lost on
-//! network shares, and receipts arrive without any local event), and never
-//! again after SIGTERM/SIGINT. A signal waits for the running tick to end,
-//! so in-flight work drains and the exit is clean; even a `kill -9` loses
-//! nothing, because every step is journalled.
+//! this module only decides *when* to run a tick:
+//! - every `poll_ms` (events get lost on network shares, and receipts arrive
+//!   without any local event); the remote folders are listed at most once
+//!   per poll whatever else wakes us (see `Pipeline::remote_due`);
+//! - at once while the last tick left work that is ready now (`Tick::busy`);
+//! - soon after an inbox event that can make a file ready (a file created,
+//!   written and closed, or renamed into the inbox), at most once per
+//!   [`EVENT_GAP`], so a burst of events costs one scan. Every other event
+//!   is ignored: reading the inbox makes the kernel report `IN_OPEN` and
+//!   `IN_CLOSE_NOWRITE` on it, and taking a file in makes `IN_MOVED_FROM`,
+//!   so reacting to those would make each scan wake the next one and an
+//!   idle daemon would spin on a whole core;
+//! - never again after SIGTERM/SIGINT. A signal waits for the running tick
+//!   to end, so in-flight work drains and the exit is clean; even a
+//!   `kill -9` loses nothing, because every step is journalled.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
@@ -28,6 +39,11 @@ pub enum Ended {
     Stopped,
 }
 
+/// The shortest time between two ticks woken by inbox events: a fagsystem
+/// dropping hundreds of files in a second gets a scan every 100 ms (each
+/// taking up to a tick's worth), not one per file. Capped by `poll_ms`.
+pub const EVENT_GAP: Duration = Duration::from_millis(100);
+
 /// When to stop in `--once` mode.
 pub struct Once {
     pub timeout: Duration,
@@ -43,7 +59,7 @@ pub fn run(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
 
 async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
     let inbox = cfg.paths.inbox.clone();
-    let poll = Duration::from_millis(cfg.run.poll_ms.max(10));
+    let poll = cfg.run.poll();
     let sig = |kind| {
         signal(kind).map_err(|e| PipelineError::Io("cannot install signal handler".into(), e))
     };
@@ -55,7 +71,11 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
     // The inbox watcher only wakes the loop; the rescan in every tick is
     // what finds files, so a lost event costs at most one poll interval.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = watch(&inbox, wake_tx);
+    let watcher = watch(&inbox, wake_tx);
+    // Without a watcher the channel is closed: `recv` would return at once,
+    // for ever. Then only the timer wakes us.
+    let mut watching = watcher.is_some();
+    let event_gap = EVENT_GAP.min(poll);
 
     let started = Instant::now();
     let at_start: HashSet<String> = pipeline
@@ -72,6 +92,7 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
                 std::io::Error::other("lost"),
             ));
         };
+        let tick_started = Instant::now();
         let (p, result) = tokio::task::spawn_blocking(move || {
             let r = p.tick();
             (p, r)
@@ -131,15 +152,58 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
                 return Ok(Ended::TimedOut(pending));
             }
         }
+        // The next tick: now when work is ready; else at the next poll, and
+        // not before the remote folders may be listed again (so that tick
+        // does list them); earlier only for an inbox event.
+        let mut due = if tick.busy {
+            Instant::now()
+        } else {
+            (tick_started + poll).max(Instant::from_std(p.remote_due()))
+        };
         pipeline = Some(p);
-        let pause = if tick.busy { Duration::ZERO } else { poll };
-        tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); return Ok(Ended::Stopped); }
-            _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); return Ok(Ended::Stopped); }
-            _ = wake_rx.recv() => {}
-            _ = tokio::time::sleep(pause) => {}
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); return Ok(Ended::Stopped); }
+                _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); return Ok(Ended::Stopped); }
+                _ = tokio::time::sleep_until(due) => break,
+                woke = wake_rx.recv(), if watching => match woke {
+                    // Events that come while we wait for the gap are merged
+                    // into this one wake-up (the channel holds one).
+                    Some(()) => due = due.min(tick_started + event_gap),
+                    None => watching = false,
+                },
+            }
         }
     }
+}
+
+/// Can this inbox event make a file ready to take? A new name (created, or
+/// renamed into the inbox), a file written and closed (stable mode), or lost
+/// events (the kernel's queue overflowed). Never our own scans (`IN_OPEN`,
+/// `IN_CLOSE_NOWRITE`), our moves out of the inbox (`IN_MOVED_FROM`), removals
+/// (our own, of done markers) or writes still going on (`IN_MODIFY`), and
+/// never a temporary or hidden name, which is never taken.
+fn can_make_ready(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::EventKind;
+    if event.need_rescan() {
+        return true;
+    }
+    let relevant = match event.kind {
+        EventKind::Create(_) => true,
+        EventKind::Modify(ModifyKind::Name(mode)) => {
+            matches!(mode, RenameMode::To | RenameMode::Both | RenameMode::Any)
+        }
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    };
+    // The name it is about: the last path (a rename's new name).
+    let temporary = event
+        .paths
+        .last()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| crate::transport::is_temporary(&n.to_string_lossy()));
+    relevant && !temporary
 }
 
 fn watch(
@@ -147,9 +211,12 @@ fn watch(
     wake: tokio::sync::mpsc::Sender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let mut watcher = notify::recommended_watcher(move |_event| {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // A full channel means a wake-up is already pending: nothing lost.
-        let _ = wake.try_send(());
+        // (A watcher error wakes nobody: the periodic rescan covers it.)
+        if event.is_ok_and(|e| can_make_ready(&e)) {
+            let _ = wake.try_send(());
+        }
     })
     .ok()?;
     match watcher.watch(inbox, RecursiveMode::NonRecursive) {
@@ -157,6 +224,74 @@ fn watch(
         Err(e) => {
             tracing::warn!(error = %e, "no file events for the inbox; relying on the periodic rescan");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, EventKind, Flag, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+    use notify::Event;
+
+    fn ev(kind: EventKind, paths: &[&str]) -> Event {
+        paths
+            .iter()
+            .fold(Event::new(kind), |e, p| e.add_path(p.into()))
+    }
+
+    #[test]
+    fn only_events_that_can_make_a_file_ready_wake_the_loop() {
+        let name = ModifyKind::Name;
+        let wake = [
+            ev(EventKind::Create(CreateKind::File), &["/in/a.xml"]),
+            ev(EventKind::Create(CreateKind::File), &["/in/a.xml.done"]),
+            ev(EventKind::Modify(name(RenameMode::To)), &["/in/a.xml"]),
+            ev(
+                EventKind::Modify(name(RenameMode::Both)),
+                &["/in/.a.xml.tmp", "/in/a.xml"],
+            ),
+            ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/in/a.xml"],
+            ),
+            Event::new(EventKind::Other).set_flag(Flag::Rescan),
+        ];
+        for e in &wake {
+            assert!(can_make_ready(e), "{e:?} must wake");
+        }
+        let ignore = [
+            // What our own scan and moves cause.
+            ev(
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                &["/in"],
+            ),
+            ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                &["/in"],
+            ),
+            ev(EventKind::Modify(name(RenameMode::From)), &["/in/a.xml"]),
+            ev(EventKind::Remove(RemoveKind::File), &["/in/a.xml.done"]),
+            // Writes still going on, and temporary names.
+            ev(
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                &["/in/a.xml"],
+            ),
+            ev(EventKind::Create(CreateKind::File), &["/in/.a.xml.tmp"]),
+            ev(
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                &["/in/a.xml.part"],
+            ),
+            ev(
+                EventKind::Modify(name(RenameMode::Both)),
+                &["/in/a.xml", "/in/.a.xml.tmp"],
+            ),
+        ];
+        for e in &ignore {
+            assert!(!can_make_ready(e), "{e:?} must not wake");
         }
     }
 }

@@ -36,11 +36,7 @@ pub fn write_atomic_with(
 ) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = create_temp(&tmp)?;
         fill(&mut f)?;
         f.sync_all()?;
         drop(f);
@@ -59,13 +55,22 @@ pub fn write_atomic_with(
 /// whether the visible file was already published (and maybe consumed).
 pub fn write_staged(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
+    let mut f = create_temp(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Create `tmp` afresh. Others can write in the folders we write to (the
+/// fagsystem in the outbox): whatever is at `tmp` (our own leftover after a
+/// crash, or a link someone planted) is removed, and the new file is created
+/// exclusively, which never follows a link (O_EXCL): our content cannot be
+/// written through a link into another file.
+fn create_temp(tmp: &Path) -> io::Result<File> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new().write(true).create_new(true).open(tmp)
 }
 
 /// Publish a file staged by [`write_staged`]: rename it to its final name.
@@ -76,6 +81,92 @@ pub fn publish(path: &Path) -> io::Result<()> {
         rename(&tmp, path)?;
     }
     Ok(())
+}
+
+/// Publish a file staged by [`write_staged`] without ever replacing one
+/// that is there: the temporary name is renamed with `RENAME_NOREPLACE`,
+/// which fails atomically if the final name is taken (a look before a
+/// rename would race). As with [`publish`], a missing temporary file means
+/// it was published already (and maybe taken away). `Ok(false)`: another
+/// file has the name; the staged file is left where it is.
+pub fn publish_new(path: &Path) -> io::Result<bool> {
+    let tmp = temp_path(path);
+    if fs::symlink_metadata(&tmp).is_err() {
+        return Ok(true);
+    }
+    let moved = match rename_noreplace(&tmp, path) {
+        Err(e) if no_such_rename(&e) => link_then_unlink(&tmp, path),
+        other => other,
+    };
+    match moved {
+        Ok(()) => {}
+        // Someone else's file, or ours linked by the fallback before a crash?
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if !same_file(&tmp, path)? {
+                return Ok(false);
+            }
+            fs::remove_file(&tmp)?;
+        }
+        Err(e) => return Err(e),
+    }
+    sync_dir(parent(path))?;
+    Ok(true)
+}
+
+/// rename(2) that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(from.as_os_str().as_bytes())?;
+    let to = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths that outlive the call;
+    // AT_FDCWD resolves them like rename(2) does.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The filesystem (or kernel) has no `RENAME_NOREPLACE` (NFS, say).
+fn no_such_rename(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+/// The fallback: link(2) also refuses a taken name. A crash between the
+/// two steps leaves both names; the restart sees the same file under both
+/// and removes the temporary one (if the fagsystem took the published
+/// file away in that instant, it gets it once more).
+fn link_then_unlink(from: &Path, to: &Path) -> io::Result<()> {
+    fs::hard_link(from, to)?;
+    sync_dir(parent(to))?;
+    fs::remove_file(from)
+}
+
+/// Are `a` and `b` the same file (one inode under two names)?
+fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Is `name` in `dir` taken: by a file of any kind (a dangling symlink
+/// too), or by its temporary name (a write under way or abandoned)?
+pub fn name_taken(dir: &Path, name: &str) -> bool {
+    let path = dir.join(name);
+    fs::symlink_metadata(&path).is_ok() || fs::symlink_metadata(temp_path(&path)).is_ok()
 }
 
 /// Rename and make it durable (both folders fsynced).
@@ -105,9 +196,11 @@ pub fn free_name(dir: &Path, name: &str) -> PathBuf {
 /// Like [`free_name`], also skipping names `reserved` says are promised to
 /// someone else (a file not written yet).
 pub fn free_name_with(dir: &Path, name: &str, reserved: &dyn Fn(&str) -> bool) -> PathBuf {
+    // lstat, not exists(): a dangling link is something there too.
+    let there = |p: &Path| fs::symlink_metadata(p).is_ok();
     let free = |p: &Path| {
-        !p.exists()
-            && !temp_path(p).exists()
+        !there(p)
+            && !there(&temp_path(p))
             && !p
                 .file_name()
                 .is_some_and(|n| reserved(&n.to_string_lossy()))
@@ -137,6 +230,49 @@ mod tests {
         write_atomic(&p, b"hello").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"hello");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn publishing_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.read-1.xml");
+        // A file someone else left under the name stays as it is.
+        fs::write(&p, "theirs").unwrap();
+        write_staged(&p, b"ours").unwrap();
+        assert!(!publish_new(&p).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(fs::read(temp_path(&p)).unwrap(), b"ours");
+        // A free name: published, temporary name gone.
+        fs::remove_file(&p).unwrap();
+        assert!(publish_new(&p).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"ours");
+        assert!(!temp_path(&p).exists());
+        // A crash in the fallback, after the link: the same file under
+        // both names is ours.
+        write_staged(&dir.path().join("b.xml"), b"b").unwrap();
+        let b = dir.path().join("b.xml");
+        fs::hard_link(temp_path(&b), &b).unwrap();
+        assert!(publish_new(&b).unwrap());
+        assert!(!temp_path(&b).exists());
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+        // Already published (and maybe taken away): nothing to do.
+        assert!(publish_new(&b).unwrap());
+    }
+
+    #[test]
+    fn a_link_at_the_temporary_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let p = dir.path().join("r.xml");
+        std::os::unix::fs::symlink(&victim, temp_path(&p)).unwrap();
+        write_staged(&p, b"receipt").unwrap();
+        publish(&p).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"receipt");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        std::os::unix::fs::symlink(&victim, temp_path(&p)).unwrap();
+        write_atomic(&p, b"again").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! - `letters`: every letter (SendersReference) of every part, with the
 //!   status Altinn gave it and when it was read;
 //! - `sequences`: the last SequenceNo used per SystemUserCode;
-//! - `events`: later news (letters read) written to the outbox as new files.
+//! - `events`: later news (letters read) written to the outbox as new files;
+//! - `meta` and `name_epochs`: the installation id, and each start's epoch
+//!   for remote names (see `installation`).
 
 use std::path::Path;
 
@@ -194,6 +196,19 @@ pub struct EventRow {
     pub staged: bool,
 }
 
+/// What [`Journal::probe`] found, without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Some row anywhere: an earlier run used it. False for a missing or
+    /// empty (0 bytes) file, or one with tables but not a single row:
+    /// those cannot be told from a new journal.
+    pub holds_state: bool,
+    /// The installation it belongs to (None: from before ids, or new).
+    pub installation_id: Option<String>,
+    /// Any input file was ever journalled.
+    pub has_files: bool,
+}
+
 /// The journal's schema version (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -256,6 +271,18 @@ CREATE TABLE IF NOT EXISTS events (
     outbox_name TEXT NOT NULL,
     written INTEGER NOT NULL DEFAULT 0 -- 0 planned, 1 staged, 2 published
 );
+-- Facts about the installation itself, as key/value pairs:
+-- 'installation_id' (also kept in state/installation-id).
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- One row per start: files from first_file_id on carry that start's epoch
+-- in their remote names (see installation.rs).
+CREATE TABLE IF NOT EXISTS name_epochs (
+    epoch INTEGER PRIMARY KEY,
+    first_file_id INTEGER NOT NULL
+);
 "#;
 
 const FILE_COLS: &str = "id, name, sha256, size, state, outcome, reason, letters, received_at, \
@@ -310,6 +337,21 @@ pub struct Journal {
     conn: Connection,
 }
 
+/// `file:PATH?immutable=1`, the path percent-encoded (SQLite's URI names).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 impl Journal {
     /// Open (or create) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal> {
@@ -334,11 +376,177 @@ impl Journal {
         Ok(Journal { conn })
     }
 
-    /// Open read-only, for `status` while the daemon runs.
-    pub fn open_read_only(path: &Path) -> Result<Journal> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    /// Look at the journal at `path` without changing it (nor creating it):
+    /// does it hold anything an earlier run recorded, and whose is it?
+    pub fn probe(path: &Path) -> Result<Probe> {
+        let empty = Probe {
+            holds_state: false,
+            installation_id: None,
+            has_files: false,
+        };
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty),
+            Err(e) => {
+                return Err(JournalError(format!(
+                    "cannot look at {}: {e}",
+                    path.display()
+                )))
+            }
+            Ok(m) if m.len() == 0 => return Ok(empty),
+            Ok(_) => {}
+        }
+        // Read-write without create: a read-only connection may not be
+        // able to read a WAL journal whose -shm file is missing.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let probe = Self::probe_conn(&conn)
+            .map_err(|e| JournalError(format!("{}: {}", path.display(), e.0)))?;
+        Ok(probe)
+    }
+
+    fn probe_conn(conn: &Connection) -> Result<Probe> {
+        let has_table = |name: &str| -> Result<bool> {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?)
+        };
+        let exists = |table: &str| -> Result<bool> {
+            Ok(has_table(table)?
+                && conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                    r.get(0)
+                })?)
+        };
+        // A journal from before `meta` existed has no such table.
+        let has_files = exists("files")?;
+        let installation_id = if has_table("meta")? {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+        } else {
+            None
+        };
+        Ok(Probe {
+            holds_state: has_files
+                || exists("sequences")?
+                || exists("meta")?
+                || exists("name_epochs")?,
+            installation_id,
+            has_files,
+        })
+    }
+
+    /// Open read-only, for `status`: while the daemon runs, and by a user
+    /// who may read the state folder but not write it.
+    ///
+    /// A reader of a WAL journal needs its `-shm` index; SQLite creates it
+    /// if missing, which such a user cannot ("attempt to write a readonly
+    /// database"). It is missing exactly when no WAL is in use: the daemon
+    /// stopped cleanly and SQLite folded the WAL into the file. The file
+    /// alone then holds everything, and is opened `immutable` (no index, no
+    /// locks). With a WAL left behind (the daemon was killed) the file alone
+    /// would be out of date, so that is refused with the reason.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        use rusqlite::OpenFlags;
+        let plain =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                // Opening is lazy: this first read is what needs the index.
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+                Ok(conn)
+            });
+        let first = match plain {
+            Ok(conn) => return Ok(Journal { conn }),
+            Err(e) => e,
+        };
+        let cannot_write = matches!(
+            first.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+        );
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal_in_use = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        if !cannot_write {
+            return Err(first.into());
+        }
+        if wal_in_use {
+            return Err(JournalError(format!(
+                "{}: {first}; its write-ahead log {} holds changes that only a user who may \
+                 write to that folder can read (run this as the daemon's user, or start the daemon)",
+                path.display(),
+                Path::new(&wal).display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )?;
         Ok(Journal { conn })
+    }
+
+    // ---- the installation --------------------------------------------------
+
+    /// The installation id this journal belongs to (None: a journal from
+    /// before ids, or one not given its id yet).
+    pub fn installation_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'installation_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Record the installation id (once; `installation` decides when).
+    pub fn set_installation_id(&self, id: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('installation_id', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// Start a new name epoch: `now` (milliseconds since 1970), or one more
+    /// than the last epoch if that is not later, for the files taken in
+    /// from now on. Committed before it is used, so no two starts of one
+    /// journal share an epoch, even within a millisecond.
+    pub fn begin_epoch(&mut self, now: i64) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let (last, next_file): (Option<i64>, i64) = tx.query_row(
+            "SELECT (SELECT max(epoch) FROM name_epochs), \
+                    (SELECT coalesce(max(id), 0) + 1 FROM files)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let epoch = last.map_or(now, |l| now.max(l + 1));
+        tx.execute(
+            "INSERT INTO name_epochs (epoch, first_file_id) VALUES (?1, ?2)",
+            params![epoch, next_file],
+        )?;
+        tx.commit()?;
+        Ok(epoch)
+    }
+
+    /// The epoch in the remote names of file `id`: that of the start it was
+    /// taken in, so its names stay the same across restarts (a file from
+    /// before epochs gets the first one).
+    pub fn name_epoch(&self, id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce((SELECT max(epoch) FROM name_epochs WHERE first_file_id <= ?1), \
+                             (SELECT min(epoch) FROM name_epochs), 0)",
+            [id],
+            |r| r.get(0),
+        )?)
     }
 
     // ---- files -------------------------------------------------------------
@@ -355,6 +563,12 @@ impl Journal {
     pub fn file(&self, id: i64) -> Result<FileRow> {
         let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
         Ok(self.conn.query_row(&sql, [id], file_row)?)
+    }
+
+    /// The file `id`, if the journal has it.
+    pub fn find_file(&self, id: i64) -> Result<Option<FileRow>> {
+        let sql = format!("SELECT {FILE_COLS} FROM files WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], file_row).optional()?)
     }
 
     /// Files in `state`, oldest first.
@@ -768,8 +982,12 @@ impl Journal {
     /// Plan event files for reads not reported yet, one per Done file:
     /// each gets an event row with its outbox name, and its letters are
     /// tied to it, in one transaction, before anything is written.
-    /// Event files are named `<input name>.read-<event id>.xml`: unique for ever.
-    pub fn plan_read_events(&mut self) -> Result<()> {
+    /// Event files are named `<input name>.read-<N>.xml` (shortened by
+    /// `outbox::read_event_name` where too long), N from the event
+    /// id up to the first name that is free: not `taken` (the caller looks
+    /// in the outbox: a file, or its temporary name, left by an earlier
+    /// installation or a reset state) and not planned for another event.
+    pub fn plan_read_events(&mut self, taken: &dyn Fn(&str) -> bool) -> Result<()> {
         let tx = self.conn.transaction()?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
@@ -788,9 +1006,10 @@ impl Journal {
                 [id],
             )?;
             let event = tx.last_insert_rowid();
+            let outbox_name = free_event_name(&tx, &name, event, taken)?;
             tx.execute(
                 "UPDATE events SET outbox_name = ?2 WHERE id = ?1",
-                params![event, format!("{name}.read-{event}.xml")],
+                params![event, outbox_name],
             )?;
             tx.execute(
                 "UPDATE letters SET event_id = ?1 WHERE event_id IS NULL AND read_at IS NOT NULL \
@@ -800,6 +1019,26 @@ impl Journal {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Someone else's file took an event's name before we could publish
+    /// it: give the event the next free name, to be written afresh.
+    pub fn rename_event(&mut self, event_id: i64, taken: &dyn Fn(&str) -> bool) -> Result<String> {
+        let tx = self.conn.transaction()?;
+        let (name, current): (String, String) = tx.query_row(
+            "SELECT f.name, e.outbox_name FROM events e JOIN files f ON f.id = e.file_id WHERE e.id = ?1",
+            [event_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // The current name counts as taken (that is why we are here).
+        let taken = |n: &str| n == current || taken(n);
+        let outbox_name = free_event_name(&tx, &name, event_id, &taken)?;
+        tx.execute(
+            "UPDATE events SET outbox_name = ?2, written = 0 WHERE id = ?1",
+            params![event_id, outbox_name],
+        )?;
+        tx.commit()?;
+        Ok(outbox_name)
     }
 
     pub fn unwritten_events(&self) -> Result<Vec<EventRow>> {
@@ -834,6 +1073,25 @@ impl Journal {
         )?;
         Ok(())
     }
+}
+
+/// `<input name>.read-<N>.xml` for the first N from `from` that is neither
+/// `taken` nor planned for another event.
+fn free_event_name(
+    tx: &rusqlite::Transaction<'_>,
+    input_name: &str,
+    from: i64,
+    taken: &dyn Fn(&str) -> bool,
+) -> Result<String> {
+    let mut planned =
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE outbox_name = ?1)")?;
+    for n in from.max(1).. {
+        let candidate = crate::outbox::read_event_name(input_name, n);
+        if !taken(&candidate) && !planned.query_row([&candidate], |r| r.get::<_, bool>(0))? {
+            return Ok(candidate);
+        }
+    }
+    Err(JournalError("no free name for a read event".into()))
 }
 
 #[cfg(test)]
@@ -884,6 +1142,105 @@ mod tests {
         let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
         assert_eq!(j.last_sequence("ABC").unwrap(), Some(7));
         assert_eq!(j.parts_of(f).unwrap()[1].sequence_no, Some(7));
+    }
+
+    #[test]
+    fn probe_tells_a_used_journal_from_a_new_one_without_changing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let new = |p: &Path| !Journal::probe(p).unwrap().holds_state;
+        assert!(new(&path) && !path.exists(), "missing: not created");
+        std::fs::write(&path, b"").unwrap();
+        assert!(new(&path), "0 bytes");
+        drop(Journal::open(&path).unwrap());
+        assert!(new(&path), "tables, no rows");
+        // A journal from before ids: no meta table, one file.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE meta").unwrap();
+        conn.execute(
+            "INSERT INTO files (name, state) VALUES ('a.xml', 'Done')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let p = Journal::probe(&path).unwrap();
+        assert_eq!(
+            p,
+            Probe {
+                holds_state: true,
+                installation_id: None,
+                has_files: true
+            }
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "probing writes nothing"
+        );
+        // Opened by this version: the table comes back, the id is kept.
+        let j = Journal::open(&path).unwrap();
+        j.set_installation_id("0123456789abcdef").unwrap();
+        let p = Journal::probe(&path).unwrap();
+        assert_eq!(p.installation_id.as_deref(), Some("0123456789abcdef"));
+        std::fs::write(dir.path().join("junk.sqlite"), b"not a database at all").unwrap();
+        let err = Journal::probe(&dir.path().join("junk.sqlite")).unwrap_err();
+        assert!(err.to_string().contains("junk.sqlite"), "{err}");
+    }
+
+    #[test]
+    fn name_epochs_only_go_forward_and_stay_with_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let old = j.add_file("from-before-epochs.xml", 1).unwrap();
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1000);
+        let a = j.add_file("a.xml", 1).unwrap();
+        assert_eq!(j.begin_epoch(1000).unwrap(), 1001, "same millisecond");
+        assert_eq!(j.begin_epoch(5).unwrap(), 1002, "clock set back");
+        let b = j.add_file("b.xml", 1).unwrap();
+        assert_eq!(j.begin_epoch(2000).unwrap(), 2000);
+        // Each file keeps the epoch it was taken in under, whatever came after.
+        assert_eq!(j.name_epoch(old).unwrap(), 1000);
+        assert_eq!(j.name_epoch(a).unwrap(), 1000);
+        assert_eq!(j.name_epoch(b).unwrap(), 1002);
+        assert_eq!(j.name_epoch(b + 1).unwrap(), 2000);
+    }
+
+    #[test]
+    fn read_events_take_the_next_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        for (name, reference) in [("a.xml", "x"), ("a.xml", "y")] {
+            let f = j.add_file(name, 1).unwrap();
+            j.record_parts(f, "ABC", &[part(f, None, &[reference])])
+                .unwrap();
+            let p = &j.parts_of(f).unwrap()[0];
+            j.set_part_state(p.id, PartState::Uploaded).unwrap();
+            j.record_receipt(
+                p.id,
+                "OK",
+                "",
+                &[(reference.to_string(), "OK".to_string(), String::new())],
+            )
+            .unwrap();
+            j.set_done(f).unwrap();
+        }
+        j.record_reads(&[("x".into(), "t".into()), ("y".into(), "t".into())])
+            .unwrap();
+        // read-1 is on disk already (a reset state left it): skipped; and
+        // the second event does not take a name planned for the first.
+        j.plan_read_events(&|n| n == "a.xml.read-1.xml").unwrap();
+        let names: Vec<String> = j
+            .unwritten_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.outbox_name)
+            .collect();
+        assert_eq!(names, vec!["a.xml.read-2.xml", "a.xml.read-3.xml"]);
+        // Taken by someone else before it was published: the next free one.
+        let first = j.unwritten_events().unwrap()[0].id;
+        let taken = |n: &str| n == "a.xml.read-1.xml";
+        assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
-//! [`clock`], [`b64`], [`gen`] (synthetic batches).
+//! [`installation`] (the installation id, remote names, a lost journal),
+//! [`clock`], [`b64`], [`gen`] (synthetic batches), [`names`] (how a file name
+//! is shown: escaped, in logs, `status`, receipts and outbox names).
 
 pub mod altinn;
 pub mod b64;
@@ -26,7 +28,9 @@ pub mod daemon;
 pub mod demo;
 pub mod durable;
 pub mod gen;
+pub mod installation;
 pub mod journal;
+pub mod names;
 pub mod outbox;
 pub mod package;
 pub mod pipeline;

@@ -164,6 +164,7 @@ fn main() -> ExitCode {
             options.package.max_entry_bytes =
                 options.package.max_entry_bytes.max(max_attachment_bytes);
             options.max_errors = max_errors;
+            options.keep_letters = false;
             validate(format, schema, options, &paths)
         }
         Command::Gen {
@@ -249,6 +250,7 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
             match e.kind {
                 dpv_batch::transport::ErrorKind::Transient => ExitCode::from(1),
                 dpv_batch::transport::ErrorKind::Permanent => ExitCode::from(2),
+                dpv_batch::transport::ErrorKind::Refused => ExitCode::from(2),
             }
         }
     }
@@ -305,7 +307,8 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // One event, one line: control characters in it are escaped.
+        .with_writer(|| dpv_batch::names::SafeLines(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .try_init();
@@ -368,15 +371,18 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     };
     match dpv_batch::status::rows(&cfg) {
         Ok(rows) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
+            let text = if json {
+                serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
             } else {
-                print!("{}", dpv_batch::status::text(&rows));
+                dpv_batch::status::text(&rows)
+            };
+            match print_stdout(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dpv-batch status: cannot write the output: {e}");
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("dpv-batch status: {e}");
@@ -385,10 +391,21 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
+/// Write `text` to standard output. A reader that went away (`| head`)
+/// is no error: it has what it wanted, so we stop quietly (`println!`
+/// would panic).
+fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn check_config(config: &std::path::Path) -> ExitCode {
     match load_config(config) {
         Ok(_) => {
-            println!("{}: OK", config.display());
+            let _ = print_stdout(&format!("{}: OK\n", config.display()));
             ExitCode::SUCCESS
         }
         Err(code) => code,

@@ -1,10 +1,15 @@
 //! `dpv-batch status`: every input file with its state, age and last word,
 //! read from the journal (read-only, so it works while the daemon runs).
+//!
+//! One row per file whatever its name: names are kept as shown (escaped,
+//! see `names`) and reasons are escaped here, so no newline or terminal
+//! escape sequence reaches the table.
 
 use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::journal::{FileRow, FileState, Journal, JournalError, Outcome};
+use crate::names;
 use crate::pipeline::JOURNAL_FILE;
 
 pub fn rows(cfg: &Config) -> Result<Vec<FileRow>, JournalError> {
@@ -45,7 +50,7 @@ pub fn text(rows: &[FileRow]) -> String {
     );
     let width = rows
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| names::text(&r.name).chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 48);
@@ -60,12 +65,12 @@ pub fn text(rows: &[FileRow]) -> String {
             out,
             "{:>6}  {:<width$}  {:<10}  {:<17}  {:>7}  {:>5}  {}",
             r.id,
-            r.name,
+            names::text(&r.name),
             r.state.as_str(),
             outcome,
             r.letters,
             age(r.idle_seconds),
-            r.reason.as_deref().unwrap_or("")
+            names::text(r.reason.as_deref().unwrap_or(""))
         );
     }
     out

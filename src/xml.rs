@@ -14,6 +14,15 @@
 //! substituted, and a DOCTYPE stops the parser the moment it is seen, before
 //! its internal subset (where entity bombs live) is read.
 //!
+//! Bounded: libxml2 is fed so that time stays linear and memory small
+//! whatever the input. Text on its way to the schema validator is gathered
+//! by us into one piece per run and capped at [`MAX_TEXT_BYTES`] (see the
+//! front handlers); markup that libxml2 must hold whole (a start tag with
+//! its attributes) is capped at [`MAX_MARKUP_BYTES`] as it is read, and so
+//! are the distinct names it must remember ([`MAX_NAMES`]); and
+//! reading stops at the first fatal error, so one broken construct gives one
+//! message, not a cascade.
+//!
 //! libxml2 contexts are not `Send`: a [`Schema`] and every parse that uses it
 //! stay on the thread that made them. All `unsafe` of the project's XML
 //! handling is in this file.
@@ -84,6 +93,36 @@ pub struct XmlProblem {
 /// Our own reading codes, above libxml2's parser range.
 pub const CODE_DOCTYPE: i32 = 900;
 pub const CODE_IO: i32 = 901;
+pub const CODE_UTF32: i32 = 902;
+pub const CODE_TEXT_TOO_LONG: i32 = 903;
+pub const CODE_MARKUP_TOO_LONG: i32 = 904;
+pub const CODE_TOO_MANY_NAMES: i32 = 905;
+
+/// The most text one run of character data may hand the schema validator
+/// (an element's value, or the text between two tags). No value in any of
+/// the documents we read is legitimately near this (an attachment's `Data`,
+/// the one large value, bypasses the validator); longer text is reported
+/// with [`CODE_TEXT_TOO_LONG`], and the validator sees only its start.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// The most input libxml2 may hold at once. It keeps a whole start tag in
+/// its buffer while reading it, and checks attribute names for duplicates
+/// pairwise (time grows with the square of their number), so a start tag
+/// this long is refused with [`CODE_MARKUP_TOO_LONG`]. Comments, processing
+/// instructions and text are read piece by piece: what libxml2 holds then
+/// stays near 4 KiB.
+pub const MAX_MARKUP_BYTES: usize = 64 << 10;
+
+/// The most distinct names (of elements, attributes, prefixes, and
+/// namespace URIs) a document may use. libxml2 keeps each in a dictionary
+/// whose cost per new name grows with its size (400,000 distinct names took
+/// 2.3 s, 800,000 took 12 s); a batch uses a few hundred at most, even with
+/// HTML in its MessageBody. More is refused with [`CODE_TOO_MANY_NAMES`].
+pub const MAX_NAMES: usize = 50_000;
+
+/// How many problems [`parse`] hands back; callers that need every one use
+/// [`parse_into`].
+const PROBLEMS_KEPT: usize = 100;
 
 /// A compiled XSD. Not `Send`: use it on the thread that compiled it.
 pub struct Schema {
@@ -140,23 +179,66 @@ unsafe extern "C" fn collect_schema_compile_error(ctx: *mut c_void, err: ffi::xm
 }
 
 /// Stream `input` through the parser (and the schema, if one is given),
-/// feeding `events`. Returns every reading and schema problem found (reading
-/// stops at the first well-formedness error, as XML requires; schema
-/// checking goes on).
+/// feeding `events`. Returns the reading and schema problems found, the
+/// first hundred at most (reading stops at the first fatal error, as XML
+/// requires; schema problems before it are kept).
 pub fn parse(
     schema: Option<&Schema>,
     input: &mut dyn Read,
     events: &mut dyn Events,
 ) -> Vec<XmlProblem> {
+    let mut problems = Vec::new();
+    parse_into(schema, input, events, &mut |p| {
+        if problems.len() < PROBLEMS_KEPT {
+            problems.push(p)
+        }
+    });
+    problems
+}
+
+/// [`parse`], handing every problem to `problems` as it is found (so a
+/// caller can count them without keeping them all).
+pub fn parse_into(
+    schema: Option<&Schema>,
+    input: &mut dyn Read,
+    events: &mut dyn Events,
+    problems: &mut dyn FnMut(XmlProblem),
+) {
     init();
-    let mut source = Source { input, error: None };
+    // libxml2 would take UTF-32 for an empty document; say what it is.
+    let mut head = [0u8; 4];
+    let head_len = match read_head(input, &mut head) {
+        Ok(n) => n,
+        Err(e) => return problems(io_problem(&format!("reading failed: {e}"))),
+    };
+    if is_utf32(&head[..head_len]) {
+        return problems(XmlProblem {
+            schema: false,
+            code: CODE_UTF32,
+            pos: Pos { line: 1, column: 1 },
+            message: "UTF-32 is not supported; save the file as UTF-8 (or UTF-16)".into(),
+        });
+    }
     let mut state = State {
         events,
-        problems: Vec::new(),
+        problems,
         parser: ptr::null_mut(),
         plug_sax: None,
         plug_data: ptr::null_mut(),
         in_data: false,
+        halted: false,
+        pending: Vec::new(),
+        run_over: false,
+        run_blank: true,
+        run_reported: false,
+    };
+    let mut source = Source {
+        head,
+        head_len,
+        head_at: 0,
+        input,
+        error: None,
+        state: &mut state,
     };
     let mut front: ffi::xmlSAXHandler;
     // SAFETY: every pointer handed to libxml2 (`source`, `state`, the SAX
@@ -171,7 +253,7 @@ pub fn parse(
         sax.cdataBlock = Some(on_text);
         sax.internalSubset = Some(on_doctype);
 
-        let state_ptr = &mut state as *mut State as *mut c_void;
+        let state_ptr = source.state as *mut c_void;
         let pctxt = ffi::xmlCreateIOParserCtxt(
             &mut sax,
             state_ptr,
@@ -180,8 +262,9 @@ pub fn parse(
             &mut source as *mut Source as *mut c_void,
             ffi::xmlCharEncoding_XML_CHAR_ENCODING_NONE,
         );
+        let state = &mut *source.state;
         if pctxt.is_null() {
-            return vec![io_problem("could not start the XML parser")];
+            return (state.problems)(io_problem("could not start the XML parser"));
         }
         ffi::xmlCtxtUseOptions(pctxt, ffi::xmlParserOption_XML_PARSE_NONET as c_int);
         state.parser = pctxt;
@@ -190,29 +273,39 @@ pub fn parse(
         let mut plug: ffi::xmlSchemaSAXPlugPtr = ptr::null_mut();
         if let Some(schema) = schema {
             vctxt = ffi::xmlSchemaNewValidCtxt(schema.ptr);
-            if vctxt.is_null() {
+            if !vctxt.is_null() {
+                ffi::xmlSchemaSetValidStructuredErrors(vctxt, Some(on_schema_error), state_ptr);
+                ffi::xmlSchemaValidateSetLocator(vctxt, Some(locate), state_ptr);
+                // Text reaches `events` from the front handlers, whole, and
+                // the validator through them, gathered and capped: the
+                // plug must not hand it on to our handlers a second time.
+                // (The parser keeps its own copy of `sax`; that copy is the
+                // one the plug calls.)
+                (*(*pctxt).sax).characters = None;
+                (*(*pctxt).sax).cdataBlock = None;
+                plug = ffi::xmlSchemaSAXPlug(vctxt, &mut (*pctxt).sax, &mut (*pctxt).userData);
+            }
+            if plug.is_null() {
+                if !vctxt.is_null() {
+                    ffi::xmlSchemaFreeValidCtxt(vctxt);
+                }
                 ffi::xmlFreeParserCtxt(pctxt);
-                return vec![io_problem("could not start the schema validator")];
+                return (state.problems)(io_problem("could not start the schema validator"));
             }
-            ffi::xmlSchemaSetValidStructuredErrors(vctxt, Some(on_schema_error), state_ptr);
-            ffi::xmlSchemaValidateSetLocator(vctxt, Some(locate), state_ptr);
-            plug = ffi::xmlSchemaSAXPlug(vctxt, &mut (*pctxt).sax, &mut (*pctxt).userData);
-            if !plug.is_null() {
-                // Put our front handlers before the plug (see `front_start`).
-                state.plug_sax = Some(*(*pctxt).sax);
-                state.plug_data = (*pctxt).userData;
-                front = std::mem::zeroed();
-                front.initialized = ffi::XML_SAX2_MAGIC;
-                front.startElementNs = Some(front_start);
-                front.endElementNs = Some(front_end);
-                front.characters = Some(front_text);
-                front.ignorableWhitespace = Some(front_text);
-                front.cdataBlock = Some(front_cdata);
-                front.reference = Some(front_reference);
-                front.internalSubset = Some(on_doctype);
-                (*pctxt).sax = &mut front;
-                (*pctxt).userData = state_ptr;
-            }
+            // Put our front handlers before the plug (see `front_start`).
+            state.plug_sax = Some(*(*pctxt).sax);
+            state.plug_data = (*pctxt).userData;
+            front = std::mem::zeroed();
+            front.initialized = ffi::XML_SAX2_MAGIC;
+            front.startElementNs = Some(front_start);
+            front.endElementNs = Some(front_end);
+            front.characters = Some(front_text);
+            front.ignorableWhitespace = Some(front_text);
+            front.cdataBlock = Some(front_text);
+            front.reference = Some(front_reference);
+            front.internalSubset = Some(on_doctype);
+            (*pctxt).sax = &mut front;
+            (*pctxt).userData = state_ptr;
         }
 
         let guard = GlobalErrors::install_parser(state_ptr);
@@ -227,13 +320,10 @@ pub fn parse(
             ffi::xmlSchemaFreeValidCtxt(vctxt);
         }
         ffi::xmlFreeParserCtxt(pctxt);
+        if let Some(err) = source.error.take() {
+            (state.problems)(io_problem(&format!("reading failed: {err}")));
+        }
     }
-    if let Some(err) = source.error {
-        state
-            .problems
-            .push(io_problem(&format!("reading failed: {err}")));
-    }
-    state.problems
 }
 
 fn io_problem(message: &str) -> XmlProblem {
@@ -245,20 +335,64 @@ fn io_problem(message: &str) -> XmlProblem {
     }
 }
 
-struct Source<'a> {
+/// Read up to 4 bytes (fewer only at the end of the input).
+fn read_head(input: &mut dyn Read, head: &mut [u8; 4]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match input.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Whether a document starts as UTF-32 does: a UTF-32 byte order mark, or
+/// `<` as a four-byte unit in any byte order (XML 1.0, appendix F). `FF FE
+/// 00 00` could be UTF-16LE with a NUL first, but XML never holds a NUL.
+fn is_utf32(head: &[u8]) -> bool {
+    matches!(
+        head,
+        [0, 0, 0xFE, 0xFF]
+            | [0xFF, 0xFE, 0, 0]
+            | [0, 0, 0, b'<']
+            | [b'<', 0, 0, 0]
+            | [0, 0, b'<', 0]
+            | [0, b'<', 0, 0]
+    )
+}
+
+struct Source<'a, 's> {
+    /// The first bytes, read ahead to recognise UTF-32, handed out first.
+    head: [u8; 4],
+    head_len: usize,
+    head_at: usize,
     input: &'a mut dyn Read,
     error: Option<std::io::Error>,
+    state: *mut State<'s>,
 }
 
 struct State<'a> {
     events: &'a mut dyn Events,
-    problems: Vec<XmlProblem>,
+    problems: &'a mut dyn FnMut(XmlProblem),
     parser: ffi::xmlParserCtxtPtr,
     /// The schema plug's handlers and context, when validating (see `front_*`).
     plug_sax: Option<ffi::xmlSAXHandler>,
     plug_data: *mut c_void,
     /// Inside an attachment's `Data`: its text bypasses the schema plug.
     in_data: bool,
+    /// A fatal error (or a refusal of ours) was reported: nothing after it
+    /// is read, handed on, or reported.
+    halted: bool,
+    /// The current run of text, on its way to the validator (see `front_*`).
+    pending: Vec<u8>,
+    /// The run passed MAX_TEXT_BYTES; it is all whitespace so far; its
+    /// length was reported.
+    run_over: bool,
+    run_blank: bool,
+    run_reported: bool,
 }
 
 impl State<'_> {
@@ -275,14 +409,84 @@ impl State<'_> {
             }
         }
     }
+
+    /// Report a problem of our own that ends the reading.
+    fn halt(&mut self, code: i32, message: String) {
+        if self.halted {
+            return;
+        }
+        let pos = self.pos();
+        (self.problems)(XmlProblem {
+            schema: false,
+            code,
+            pos,
+            message,
+        });
+        self.halted = true;
+    }
+
+    /// Distinct names the parser has seen (its dictionary's size).
+    fn names(&self) -> usize {
+        if self.parser.is_null() {
+            return 0;
+        }
+        // SAFETY: parser is the live context; its dict lives as long as it.
+        unsafe { ffi::xmlDictSize((*self.parser).dict).max(0) as usize }
+    }
+
+    /// Bytes of input the parser holds now (a start tag is held whole).
+    fn held(&self) -> usize {
+        if self.parser.is_null() {
+            return 0;
+        }
+        // SAFETY: parser is the live context; its input's base..end is the
+        // buffer it reads from.
+        unsafe {
+            let input = (*self.parser).input;
+            if input.is_null() || (*input).base.is_null() || (*input).end.is_null() {
+                return 0;
+            }
+            ((*input).end as usize).saturating_sub((*input).base as usize)
+        }
+    }
 }
 
 unsafe extern "C" fn read_source(ctx: *mut c_void, buf: *mut c_char, len: c_int) -> c_int {
     let source = &mut *(ctx as *mut Source);
-    if len <= 0 {
+    let state = &mut *source.state;
+    // After a fatal error libxml2 would read on, only to report more; an
+    // end of input stops it (stopping it from an error callback is unsafe).
+    if len <= 0 || state.halted {
+        return 0;
+    }
+    if state.held() > MAX_MARKUP_BYTES {
+        state.halt(
+            CODE_MARKUP_TOO_LONG,
+            format!(
+                "a start tag (or other markup) is longer than {MAX_MARKUP_BYTES} bytes; no \
+                 document we read has one that long, so reading stops here"
+            ),
+        );
+        return 0;
+    }
+    if state.names() > MAX_NAMES {
+        state.halt(
+            CODE_TOO_MANY_NAMES,
+            format!(
+                "the document uses more than {MAX_NAMES} distinct element, attribute or \
+                 namespace names; no document we read has that many, so reading stops here"
+            ),
+        );
         return 0;
     }
     let out = std::slice::from_raw_parts_mut(buf as *mut u8, len as usize);
+    if source.head_at < source.head_len {
+        let rest = &source.head[source.head_at..source.head_len];
+        let n = rest.len().min(out.len());
+        out[..n].copy_from_slice(&rest[..n]);
+        source.head_at += n;
+        return n as c_int;
+    }
     loop {
         match source.input.read(out) {
             Ok(n) => return n as c_int,
@@ -308,6 +512,9 @@ unsafe extern "C" fn on_start(
     attributes: *mut *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
     // libxml2 calls this before it consumes the `>` of the start tag; the
     // content begins one column later.
     let mut pos = state.pos();
@@ -345,15 +552,42 @@ unsafe extern "C" fn on_start(
 // ---- front handlers: between the parser and the schema plug -----------------
 //
 // libxml2's schema validator collects the whole text of every simple-typed
-// element before checking it, appending piece by piece with a strlen over
-// what it has so far: time grows with the square of an attachment's size
-// (100 MiB of base64 took minutes) and memory with its size. Attachment
-// `Data` is the only element that large, and DPV012 checks its base64
-// exactly, in constant memory. So its text goes straight to the rules and
-// the validator sees an empty (valid) `Data`; everything else passes through.
+// element before checking it, appending piece by piece (a few hundred bytes
+// each) with a strlen over what it has so far: time grows with the square of
+// the text's length (100 MB in a MessageTitle took 34 s, 100 MiB of base64
+// took minutes) and memory with its length. So the validator never gets text
+// piece by piece from the parser:
+// - `events` get every piece of text at once, whole (the DPV rules read
+//   values in constant memory);
+// - the validator gets each run of text (the text between two tags) in one
+//   piece, just before the next tag, gathered here and capped at
+//   MAX_TEXT_BYTES; a longer run (unless it is only whitespace, which
+//   formatting may make long) is reported with CODE_TEXT_TOO_LONG, and the
+//   validator checks its start;
+// - an attachment's `Data` is not shown to the validator at all: DPV012
+//   checks its base64 exactly, in constant memory, and the validator sees an
+//   empty (valid) `Data`.
 
 unsafe fn plug(state: &State) -> Option<ffi::xmlSAXHandler> {
     state.plug_sax
+}
+
+/// Hand the gathered run of text to the validator, and start a new run.
+unsafe fn flush_text(state: &mut State) {
+    if !state.pending.is_empty() {
+        if let Some(f) = plug(state).and_then(|s| s.characters) {
+            // At most MAX_TEXT_BYTES, so the length fits a c_int.
+            f(
+                state.plug_data,
+                state.pending.as_ptr(),
+                state.pending.len() as c_int,
+            );
+        }
+        state.pending.clear();
+    }
+    state.run_over = false;
+    state.run_blank = true;
+    state.run_reported = false;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,6 +603,10 @@ unsafe extern "C" fn front_start(
     attributes: *mut *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
+    flush_text(state);
     state.in_data = bytes(localname) == b"Data" && !uri.is_null() && bytes(uri) == BATCH_NS;
     if let Some(f) = plug(state).and_then(|s| s.startElementNs) {
         f(
@@ -392,32 +630,73 @@ unsafe extern "C" fn front_end(
     uri: *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
+    flush_text(state);
     state.in_data = false;
     if let Some(f) = plug(state).and_then(|s| s.endElementNs) {
         f(state.plug_data, localname, prefix, uri);
     }
 }
 
+/// Character data, CDATA sections and whitespace alike: for the validator
+/// they are all text (its handlers for them are the same).
 unsafe extern "C" fn front_text(ctx: *mut c_void, ch: *const ffi::xmlChar, len: c_int) {
     let state = &mut *(ctx as *mut State);
-    if state.in_data {
-        on_text(ctx, ch, len);
-    } else if let Some(f) = plug(state).and_then(|s| s.characters) {
-        f(state.plug_data, ch, len);
+    if state.halted || ch.is_null() || len <= 0 {
+        return;
     }
-}
-
-unsafe extern "C" fn front_cdata(ctx: *mut c_void, ch: *const ffi::xmlChar, len: c_int) {
-    let state = &mut *(ctx as *mut State);
+    let text = std::slice::from_raw_parts(ch, len as usize);
+    state.events.text(text);
     if state.in_data {
-        on_text(ctx, ch, len);
-    } else if let Some(f) = plug(state).and_then(|s| s.cdataBlock) {
-        f(state.plug_data, ch, len);
+        return;
+    }
+    if state.run_blank {
+        state.run_blank = text
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    }
+    if !state.run_over {
+        let room = MAX_TEXT_BYTES - state.pending.len();
+        if text.len() <= room {
+            state.pending.extend_from_slice(text);
+            return;
+        }
+        // Cut on a character boundary: the validator gets valid UTF-8.
+        let mut cut = room;
+        while cut > 0 && (text[cut] & 0xC0) == 0x80 {
+            cut -= 1;
+        }
+        state.pending.extend_from_slice(&text[..cut]);
+        state.run_over = true;
+    }
+    if !state.run_blank && !state.run_reported {
+        state.run_reported = true;
+        let element = if state.parser.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(bytes((*state.parser).name)).into_owned()
+        };
+        let pos = state.pos();
+        (state.problems)(XmlProblem {
+            schema: false,
+            code: CODE_TEXT_TOO_LONG,
+            pos,
+            message: format!(
+                "the text of element {element} is longer than {MAX_TEXT_BYTES} bytes; no value \
+                 may be that long (only an attachment's Data, which is checked apart)"
+            ),
+        });
     }
 }
 
 unsafe extern "C" fn front_reference(ctx: *mut c_void, name: *const ffi::xmlChar) {
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
+    flush_text(state);
     if let Some(f) = plug(state).and_then(|s| s.reference) {
         f(state.plug_data, name);
     }
@@ -430,6 +709,9 @@ unsafe extern "C" fn on_end(
     _uri: *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
     let pos = state.pos();
     state.events.end(bytes(localname), pos);
 }
@@ -439,6 +721,9 @@ unsafe extern "C" fn on_text(ctx: *mut c_void, ch: *const ffi::xmlChar, len: c_i
         return;
     }
     let state = &mut *(ctx as *mut State);
+    if state.halted {
+        return;
+    }
     state
         .events
         .text(std::slice::from_raw_parts(ch, len as usize));
@@ -451,16 +736,13 @@ unsafe extern "C" fn on_doctype(
     _system_id: *const ffi::xmlChar,
 ) {
     let state = &mut *(ctx as *mut State);
-    let pos = state.pos();
-    state.problems.push(XmlProblem {
-        schema: false,
-        code: CODE_DOCTYPE,
-        pos,
-        message: "the file has a DOCTYPE; batch files must not have one (DTDs and entities are \
-                  refused for security), so remove the <!DOCTYPE ...> declaration"
-            .into(),
-    });
+    // Callers word this for their kind of document (see CODE_DOCTYPE users).
+    state.halt(
+        CODE_DOCTYPE,
+        "the document has a DOCTYPE; DTDs and entities are refused for security".into(),
+    );
     // Stop before the internal subset is read: no entity is ever declared.
+    // (Stopping is safe from a SAX callback, unlike from an error handler.)
     ffi::xmlStopParser(state.parser);
 }
 
@@ -478,12 +760,10 @@ unsafe fn record(ctx: *mut c_void, err: ffi::xmlErrorPtr, schema: bool) {
     }
     let state = &mut *(ctx as *mut State);
     let e = &*err;
-    if e.level == ffi::xmlErrorLevel_XML_ERR_WARNING {
-        return;
-    }
-    // After our own DOCTYPE refusal the parser reports its forced stop; that
-    // adds nothing for the reader.
-    if state.problems.iter().any(|p| p.code == CODE_DOCTYPE) {
+    // After a fatal error libxml2 2.9 goes on parsing to report more, and
+    // those are echoes of the first (a duplicate attribute gave 18 errors,
+    // a 10 MB attribute 140, "Memory allocation failed" among them).
+    if state.halted || e.level == ffi::xmlErrorLevel_XML_ERR_WARNING {
         return;
     }
     let here = state.pos();
@@ -493,12 +773,16 @@ unsafe fn record(ctx: *mut c_void, err: ffi::xmlErrorPtr, schema: bool) {
     } else {
         here.column
     };
-    state.problems.push(XmlProblem {
+    (state.problems)(XmlProblem {
         schema,
         code: e.code,
         pos: Pos { line, column },
         message: one_line(&cstr(e.message)),
     });
+    if !schema && e.level == ffi::xmlErrorLevel_XML_ERR_FATAL {
+        // Stop: no more events, no more input (see `read_source`).
+        state.halted = true;
+    }
 }
 
 /// libxml2 messages may span lines; reports are one line per error.

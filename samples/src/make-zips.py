@@ -15,13 +15,22 @@ invalid/zip-missing-attachment.zip  batch names vedlegg.txt, zip lacks it     (D
 invalid/zip-attachment-too-large.zip
                                     batch.xml with a 101 MiB attachment inline
                                     as base64 (135 MB of XML, 1.5 MB zipped)  (DPV013)
+invalid/zip-batch-behind-backslash.zip
+                                    old\batch.xml beside batch.xml           (PKG007)
+invalid/zip-folder.zip              an attachment in a folder: vedlegg/kart.pdf (PKG007)
+invalid/zip-duplicate-names.zip     two entries named vedtak.pdf              (PKG008)
+invalid/zip-case-collision.zip      vedtak.pdf and Vedtak.PDF                 (PKG008)
+invalid/zip-nfc-collision.zip       vilkår.txt composed (NFC) and decomposed  (PKG008)
 
 Deterministic: fixed timestamps, seeded pseudo-random data, so a rebuild gives
 the same bytes. Nothing large is ever held in memory or written unzipped.
 Run from anywhere: python3 samples/src/make-zips.py
+(`make-zips.py names` rebuilds only the ambiguous-name samples, in a second.)
 """
 import base64
 import random
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -122,12 +131,38 @@ def blank_batch(size):
     yield b"</Correspondences>\n"
 
 
+def ambiguous_names(invalid, batch, pdf, txt):
+    """Packages whose names leave doubt about which entry is which."""
+    # zipfile warns about duplicate names and writes them all the same.
+    warnings.filterwarnings("ignore", "Duplicate name")
+    other = (PKG / "batch.xml").read_bytes().replace(b"BEV-2026-331907", b"NOT-VALIDATED-1")
+    behind = lambda zf: add(zf, "old\\batch.xml", other)
+    build(invalid / "zip-batch-behind-backslash.zip", [behind, batch, pdf, txt])
+
+    folder = lambda zf: add(zf, "vedlegg/kart.pdf", b"%PDF-1.4 kart\n")
+    build(invalid / "zip-folder.zip", [batch, pdf, txt, folder])
+
+    second = lambda zf: add(zf, "vedtak.pdf", b"%PDF-1.4 not the one validated\n" * 100)
+    build(invalid / "zip-duplicate-names.zip", [batch, pdf, txt, second])
+
+    upper = lambda zf: add(zf, "Vedtak.PDF", b"%PDF-1.4 other\n")
+    build(invalid / "zip-case-collision.zip", [batch, pdf, txt, upper])
+
+    nfc = lambda zf: add(zf, "vilk\u00e5r.txt", b"composed\n")
+    nfd = lambda zf: add(zf, "vilka\u030ar.txt", b"decomposed\n")
+    build(invalid / "zip-nfc-collision.zip", [batch, pdf, txt, nfc, nfd])
+
+
 def main():
     valid = SAMPLES / "valid"
     invalid = SAMPLES / "invalid"
     batch = file_entry("batch.xml")
     pdf = file_entry("vedtak.pdf")
     txt = file_entry("vedlegg.txt")
+
+    ambiguous_names(invalid, batch, pdf, txt)
+    if sys.argv[1:] == ["names"]:
+        return
 
     build(valid / "export-package.zip", [batch, pdf, txt])
 

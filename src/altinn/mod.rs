@@ -53,6 +53,9 @@ pub enum AltinnError {
         column: u32,
         message: String,
     },
+    /// The input is well-formed as far as read, but uses something we
+    /// refuse to read (a DOCTYPE, UTF-32, an endless start tag).
+    Refused { line: u32, reason: String },
     /// The document is not the kind expected (root element or namespace).
     WrongDocument { expected: String, found: String },
     /// The input passes one of the [`Limits`].
@@ -90,6 +93,7 @@ impl fmt::Display for AltinnError {
                     )
                 }
             }
+            AltinnError::Refused { line, reason } => write!(f, "line {line}: refused: {reason}"),
             AltinnError::WrongDocument { expected, found } => {
                 write!(f, "expected a {expected} document, found {found}")
             }
@@ -136,10 +140,14 @@ pub struct Limits {
     pub max_records: usize,
 }
 
+/// The largest document read from Altinn's side, in bytes: a receipt for a
+/// million letters is a few hundred megabytes.
+pub const MAX_DOCUMENT_BYTES: u64 = 1 << 30;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_input_bytes: 1 << 30,
+            max_input_bytes: MAX_DOCUMENT_BYTES,
             max_depth: 32,
             max_text_bytes: 1 << 20,
             max_tree_bytes: 16 << 20,
@@ -280,6 +288,29 @@ pub(crate) fn read_tree(
         return Err(e);
     }
     if let Some(p) = problems.into_iter().find(|p| !p.schema) {
+        let line = p.pos.line;
+        match p.code {
+            xml::CODE_DOCTYPE => {
+                return Err(AltinnError::Refused {
+                    line,
+                    reason: format!(
+                        "the {} has a DOCTYPE; Altinn's documents have none, and DTDs and \
+                         entities are never read (for security)",
+                        shape.kind
+                    ),
+                })
+            }
+            xml::CODE_UTF32
+            | xml::CODE_MARKUP_TOO_LONG
+            | xml::CODE_TEXT_TOO_LONG
+            | xml::CODE_TOO_MANY_NAMES => {
+                return Err(AltinnError::Refused {
+                    line,
+                    reason: p.message,
+                })
+            }
+            _ => {}
+        }
         return Err(AltinnError::Xml {
             line: p.pos.line,
             column: p.pos.column,

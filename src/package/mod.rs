@@ -5,7 +5,13 @@
 //! - **Encoding**: parts are always UTF-8, whatever the fagsystem wrote
 //!   (UTF-16, ISO-8859-1, ...): one encoding on the wire, no surprises.
 //! - **Attachments** of an export package (`.zip`) are inlined: an empty
-//!   `<Data/>` gets the base64 of the zip entry its `FileName` names.
+//!   `<Data/>` gets the base64 of the zip entry its `FileName` names. Which
+//!   entry that is, and which entry is the batch, is not decided here: the
+//!   [`PackageIndex`] validation judged by decides it, and every byte read
+//!   is checked against what validation measured. Which elements are a
+//!   FileName or a Data slot is decided by the rules' [`Structure`], so the
+//!   packager fills exactly the slots validation checked (never, say, a
+//!   `Data` element inside a MessageBody's free markup).
 //! - **Size**: a part holds at most `max_part_letters` letters and stays
 //!   under `max_part_bytes` (a single letter larger than that forms a part of
 //!   its own). Part 1 keeps the input's ShipmentReference; part N (N >= 2)
@@ -27,7 +33,8 @@ use std::path::{Path, PathBuf};
 use zip::ZipArchive;
 
 use crate::b64;
-use crate::validate::package::is_zip;
+use crate::validate::package::{is_zip, PackageIndex, PackageLimits};
+use crate::validate::rules::{is_base64_space, Field, Structure};
 use crate::xml::{self, Events, Pos, Tag, BATCH_NS};
 
 /// How to cut and number parts.
@@ -91,37 +98,63 @@ impl From<io::Error> for PackError {
 /// Package `input` (batch XML or export package) into parts under `out_dir`.
 /// Part files are fsynced before this returns; stale parts of an earlier,
 /// interrupted attempt are overwritten.
-pub fn package(input: &Path, out_dir: &Path, opts: &PackOptions) -> Result<Packed, PackError> {
+///
+/// `validated` is the [`PackageIndex`] of an export package that was
+/// validated (`FileReport::package`): its entries are the ones read. Without
+/// one, an export package is read and measured here by the same index
+/// (default limits) before anything is written.
+pub fn package(
+    input: &Path,
+    out_dir: &Path,
+    opts: &PackOptions,
+    validated: Option<&PackageIndex>,
+) -> Result<Packed, PackError> {
     fs::create_dir_all(out_dir)?;
     let mut file = File::open(input)?;
-    let mut writer = PartWriter::new(out_dir, opts);
-    let problems = if is_zip(&mut file)? {
-        let mut xml_archive = ZipArchive::new(file).map_err(zip_err)?;
-        let attachments = ZipArchive::new(File::open(input)?).map_err(zip_err)?;
-        writer.attachments = Some(attachments);
-        let index = (0..xml_archive.len())
-            .find(|&i| {
-                xml_archive
-                    .name_for_index(i)
-                    .is_some_and(|n| !n.contains('/') && n.to_ascii_lowercase().ends_with(".xml"))
-            })
-            .ok_or_else(|| PackError::Input("the export package has no batch XML".into()))?;
-        let mut entry = xml_archive.by_index(index).map_err(zip_err)?;
-        xml::parse(None, &mut entry, &mut writer)
-    } else {
+    if !is_zip(&mut file)? {
         let mut reader = io::BufReader::with_capacity(256 * 1024, file);
-        xml::parse(None, &mut reader, &mut writer)
+        let mut writer = PartWriter::new(out_dir, opts);
+        let problems = xml::parse(None, &mut reader, &mut writer);
+        return writer.conclude(problems);
+    }
+    let measured;
+    let index = match validated {
+        Some(index) => index,
+        None => {
+            measured = PackageIndex::open(input, &PackageLimits::default()).map_err(|e| {
+                let why = e
+                    .first()
+                    .map(|f| f.message.as_str())
+                    .unwrap_or("unreadable");
+                PackError::Input(format!("the export package is refused: {why}"))
+            })?;
+            &measured
+        }
     };
-    if let Some(e) = writer.error.take() {
-        return Err(e);
+    // Two readers of one file: the batch streams from one while attachments
+    // are read from the other, both only through the index.
+    let mut xml_archive = ZipArchive::new(file).map_err(zip_err)?;
+    let attachments = ZipArchive::new(File::open(input)?).map_err(zip_err)?;
+    let mut writer = PartWriter::new(out_dir, opts);
+    writer.package = Some((index, attachments));
+    let mut batch = index
+        .read_entry(&mut xml_archive, index.batch())
+        .map_err(verify_err)?;
+    let problems = xml::parse(None, &mut batch, &mut writer);
+    // The whole entry must be the one validated, to its last byte.
+    if let Err(e) = batch.finish() {
+        return Err(verify_err(e));
     }
-    if let Some(p) = problems.first() {
-        return Err(PackError::Input(format!(
-            "the input cannot be read again: {}",
-            p.message
-        )));
+    writer.conclude(problems)
+}
+
+/// A read of an export package entry that is not what was validated is a
+/// refusal, not an I/O error to retry.
+fn verify_err(e: io::Error) -> PackError {
+    match e.kind() {
+        io::ErrorKind::InvalidData => PackError::Input(e.to_string()),
+        _ => PackError::Io(e),
     }
-    writer.finish()
 }
 
 const FOOTER: &[u8] = b"</Correspondences>\n";
@@ -273,26 +306,29 @@ enum Where {
 struct PartWriter<'a> {
     out_dir: &'a Path,
     opts: &'a PackOptions,
-    attachments: Option<ZipArchive<File>>,
+    /// An export package: its index, and a reader for its attachments.
+    package: Option<(&'a PackageIndex, ZipArchive<File>)>,
     error: Option<PackError>,
     place: Where,
     depth: usize,
+    /// Which element is which field: the rules' own definition.
+    structure: Structure,
     /// Per open output element: the default namespace in scope, and the
     /// prefix it was written with.
     defaults: Vec<Vec<u8>>,
     prefixes: Vec<Option<Vec<u8>>>,
-    /// Header field being read, and the values read.
-    header_field: Option<&'static str>,
-    header_text: String,
+    /// The field being read (header or letter), at which depth, its bytes.
+    capture: Option<(Field, usize)>,
+    capture_text: Vec<u8>,
     system_user_code: String,
     shipment_reference: String,
     input_sequence: Option<String>,
-    /// Leaf values of the current letter that we keep.
-    capture: Option<&'static str>,
-    capture_text: String,
     senders_reference: String,
     reportee: String,
     file_name: String,
+    /// Inside an attachment's `Data` (at this depth), and whether it has
+    /// any content (anything but the whitespace base64 allows).
+    data: Option<usize>,
     data_has_text: bool,
     /// The part being written.
     current: Option<Open>,
@@ -311,22 +347,22 @@ impl<'a> PartWriter<'a> {
         PartWriter {
             out_dir,
             opts,
-            attachments: None,
+            package: None,
             error: None,
             place: Where::Prolog,
             depth: 0,
+            structure: Structure::default(),
             defaults: Vec::new(),
             prefixes: Vec::new(),
-            header_field: None,
-            header_text: String::new(),
+            capture: None,
+            capture_text: Vec::new(),
             system_user_code: String::new(),
             shipment_reference: String::new(),
             input_sequence: None,
-            capture: None,
-            capture_text: String::new(),
             senders_reference: String::new(),
             reportee: String::new(),
             file_name: String::new(),
+            data: None,
             data_has_text: false,
             current: None,
             done: Vec::new(),
@@ -469,6 +505,20 @@ impl<'a> PartWriter<'a> {
         Ok(())
     }
 
+    /// After the parse: the first error, else the finished parts.
+    fn conclude(mut self, problems: Vec<xml::XmlProblem>) -> Result<Packed, PackError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if let Some(p) = problems.first() {
+            return Err(PackError::Input(format!(
+                "the input cannot be read again: {}",
+                p.message
+            )));
+        }
+        self.finish()
+    }
+
     fn finish(mut self) -> Result<Packed, PackError> {
         if self.current.is_none() {
             // A batch without letters still is one (empty) part.
@@ -591,15 +641,17 @@ impl<'a> PartWriter<'a> {
         Ok(())
     }
 
-    /// At the end of an empty `Data` in an export package: inline the file.
+    /// At the end of an empty `Data` in an export package: inline the file
+    /// the index says the FileName is (the entry validation measured).
     fn inline_attachment(&mut self) -> Result<(), PackError> {
-        let name = self.file_name.clone();
-        let Some(archive) = self.attachments.as_mut() else {
+        let name = &self.file_name;
+        let Some((index, archive)) = self.package.as_mut() else {
             return Ok(());
         };
-        let mut entry = archive.by_name(&name).map_err(|_| {
+        let entry = index.attachment(name).ok_or_else(|| {
             PackError::Input(format!("the export package has no file named '{name}'"))
         })?;
+        let mut entry = index.read_entry(archive, entry).map_err(verify_err)?;
         let open = self
             .current
             .as_mut()
@@ -609,7 +661,12 @@ impl<'a> PartWriter<'a> {
             n: 0,
         };
         let mut enc = b64::Encoder::new(&mut counted);
-        io::copy(&mut entry, &mut enc)?;
+        if let Err(e) = io::copy(&mut entry, &mut enc) {
+            return Err(match entry.refusal() {
+                Some(why) => PackError::Input(why.to_string()),
+                None => PackError::Io(e),
+            });
+        }
         enc.finish()?;
         let n = counted.n;
         open.part.bytes += n;
@@ -676,6 +733,10 @@ impl Events for PartWriter<'_> {
 
     fn start_tag(&mut self, tag: &Tag<'_>, _pos: Pos) {
         self.depth += 1;
+        let field = self
+            .structure
+            .start(tag.local, tag.uri == Some(BATCH_NS))
+            .and_then(|(_, field)| field);
         match (self.depth, &self.place) {
             (1, _) => self.place = Where::Header,
             (2, _) if tag.uri == Some(BATCH_NS) && tag.local == b"Correspondence" => {
@@ -686,24 +747,25 @@ impl Events for PartWriter<'_> {
                 });
             }
             (2, _) => {
-                self.header_field = match tag.local {
-                    b"SystemUserCode" => Some("SystemUserCode"),
-                    b"ShipmentReference" => Some("ShipmentReference"),
-                    b"SequenceNo" => Some("SequenceNo"),
-                    _ => None,
-                };
-                self.header_text.clear();
+                if let Some(
+                    f @ (Field::SystemUserCode | Field::ShipmentReference | Field::SequenceNo),
+                ) = field
+                {
+                    self.capture = Some((f, self.depth));
+                    self.capture_text.clear();
+                }
             }
             (_, Where::Letter) => {
-                self.capture = match (self.depth, tag.local) {
-                    (3, b"SendersReference") => Some("SendersReference"),
-                    (3, b"Reportee") => Some("Reportee"),
-                    (_, b"FileName") => Some("FileName"),
-                    _ => None,
-                };
-                self.capture_text.clear();
-                if tag.local == b"Data" {
-                    self.data_has_text = false;
+                match field {
+                    Some(f @ (Field::SendersReference | Field::Reportee | Field::FileName)) => {
+                        self.capture = Some((f, self.depth));
+                        self.capture_text.clear();
+                    }
+                    Some(Field::Data) => {
+                        self.data = Some(self.depth);
+                        self.data_has_text = false;
+                    }
+                    _ => {}
                 }
                 self.attempt(|w| w.start_tag_out(tag));
             }
@@ -712,17 +774,12 @@ impl Events for PartWriter<'_> {
     }
 
     fn text(&mut self, text: &[u8]) {
+        if self.capture.is_some() {
+            self.capture_text.extend_from_slice(text);
+        }
         match self.place {
-            Where::Header => {
-                if self.header_field.is_some() {
-                    self.header_text.push_str(&String::from_utf8_lossy(text));
-                }
-            }
             Where::Letter => {
-                if self.capture.is_some() {
-                    self.capture_text.push_str(&String::from_utf8_lossy(text));
-                }
-                if !self.data_has_text && !text.iter().all(u8::is_ascii_whitespace) {
+                if self.data.is_some() && !text.iter().all(|&b| is_base64_space(b)) {
                     self.data_has_text = true;
                 }
                 // Most text (all of an attachment's base64) needs no escaping:
@@ -735,36 +792,38 @@ impl Events for PartWriter<'_> {
                     self.attempt(|w| Ok(w.write(text)?));
                 }
             }
-            Where::Prolog => {}
+            Where::Header | Where::Prolog => {}
         }
     }
 
     fn end(&mut self, local: &[u8], _pos: Pos) {
-        if self.place == Where::Letter {
-            if let Some(field) = self.capture.take() {
-                let value = std::mem::take(&mut self.capture_text);
+        self.structure.end();
+        if let Some((field, depth)) = self.capture {
+            if depth == self.depth {
+                self.capture = None;
+                // Decoded once, whole, as the rules decode it.
+                let value = String::from_utf8_lossy(&self.capture_text).into_owned();
                 match field {
-                    "SendersReference" => self.senders_reference = value,
-                    "Reportee" => self.reportee = value,
+                    Field::SystemUserCode => self.system_user_code = value,
+                    Field::ShipmentReference => self.shipment_reference = value,
+                    Field::SequenceNo => self.input_sequence = Some(value),
+                    Field::SendersReference => self.senders_reference = value,
+                    Field::Reportee => self.reportee = value,
                     _ => self.file_name = value,
                 }
             }
-            if local == b"Data" && !self.data_has_text && self.attachments.is_some() {
-                self.attempt(|w| w.inline_attachment());
+        }
+        if self.place == Where::Letter {
+            if self.data == Some(self.depth) {
+                self.data = None;
+                if !self.data_has_text && self.package.is_some() {
+                    self.attempt(|w| w.inline_attachment());
+                }
             }
             self.attempt(|w| w.end_tag_out(local));
             if self.depth == 2 {
                 self.place = Where::Header;
                 self.attempt(|w| w.end_letter());
-            }
-        } else if self.depth == 2 {
-            if let Some(field) = self.header_field.take() {
-                let value = std::mem::take(&mut self.header_text);
-                match field {
-                    "SystemUserCode" => self.system_user_code = value,
-                    "ShipmentReference" => self.shipment_reference = value,
-                    _ => self.input_sequence = Some(value),
-                }
             }
         }
         self.depth = self.depth.saturating_sub(1);

@@ -23,18 +23,23 @@
 
 pub mod intake;
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::altinn;
 use crate::config::Config;
 use crate::durable;
-use crate::journal::{FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState};
+use crate::installation::{self, ApplyError};
+use crate::journal::{
+    EventRow, FileRow, FileState, Journal, JournalError, NewPart, Outcome, PartState,
+};
+use crate::names;
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{self, Inbound, Transport, TransportError};
@@ -51,6 +56,9 @@ pub enum PipelineError {
     Io(String, io::Error),
     Locked(PathBuf),
     Transport(TransportError),
+    /// Starting would forget or confuse earlier work (a lost journal, a
+    /// journal of another installation): the text says what to do.
+    Refused(String),
 }
 
 impl std::fmt::Display for PipelineError {
@@ -64,6 +72,7 @@ impl std::fmt::Display for PipelineError {
                 p.display()
             ),
             PipelineError::Transport(e) => write!(f, "transport: {e}"),
+            PipelineError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -101,10 +110,15 @@ impl Backoff {
     }
 
     fn failed(&mut self) -> Duration {
+        self.failed_upto(Self::MAX)
+    }
+
+    /// Like `failed`, with waits growing to at most `max`.
+    fn failed_upto(&mut self, max: Duration) -> Duration {
         let base = if self.delay.is_zero() {
             Duration::from_millis(500)
         } else {
-            (self.delay * 2).min(Self::MAX)
+            (self.delay * 2).min(max)
         };
         // Jitter of up to a quarter, from the clock's nanoseconds: enough to
         // keep several senders from retrying in step.
@@ -121,6 +135,55 @@ impl Backoff {
     fn succeeded(&mut self) {
         self.until = None;
         self.delay = Duration::ZERO;
+    }
+}
+
+/// Writing to the fagsystem's folders (receipts and read events to the
+/// outbox, inputs to archive/ or failed/) can fail for a while: a full disk,
+/// a read-only mount, a permission taken away. Nothing is lost then (the
+/// outcome and the reads are journalled, and every write can be repeated),
+/// so it is never a reason to stop: every such write is tried again, with
+/// backoff while nothing gets through, and the trouble is logged once when
+/// it starts and once when it is over, not on every try.
+struct Delivery {
+    backoff: Backoff,
+    /// The folders failed on the last try.
+    failing: bool,
+}
+
+impl Delivery {
+    /// Longest wait between two tries: an operator who fixes the outbox
+    /// sees the receipts within this.
+    const MAX_WAIT: Duration = Duration::from_secs(30);
+
+    /// After a pass that wrote `written` files and failed on `failures`.
+    fn after(&mut self, written: usize, failures: &[String]) {
+        let Some(first) = failures.first() else {
+            if self.failing {
+                info!(
+                    written,
+                    "the outbox, archive and failed folders can be written again"
+                );
+            }
+            self.failing = false;
+            self.backoff.succeeded();
+            return;
+        };
+        if !self.failing {
+            warn!(
+                error = %first,
+                waiting = failures.len(),
+                "cannot write to the fagsystem's folders; receipts and read events wait (journalled) and are tried again until it works"
+            );
+            self.failing = true;
+        }
+        if written == 0 {
+            self.backoff.failed_upto(Self::MAX_WAIT);
+        } else {
+            // Others got through: the folders work, these files have a
+            // problem of their own; try them again next tick.
+            self.backoff.succeeded();
+        }
     }
 }
 
@@ -144,6 +207,12 @@ pub struct Tick {
 /// fagsystem) within seconds, not after everything has been validated.
 const PER_TICK: usize = 16;
 
+/// Validation and packaging stop for the tick once the files done in it
+/// reach this many bytes: validation is linear (about 130 MB/s for dense
+/// letters), so receipts and uploads for other files wait a fraction of a
+/// second plus one file, not sixteen large ones.
+const PER_TICK_BYTES: i64 = 16 << 20;
+
 pub struct Pipeline {
     cfg: Config,
     journal: Journal,
@@ -160,11 +229,23 @@ pub struct Pipeline {
     last_metrics: String,
     /// Receipts came in this tick (a numbered part may go next).
     receipts_seen: bool,
+    /// Writing receipts, read events and inputs to the fagsystem's folders.
+    delivery: Delivery,
+    /// When the remote folders may be listed again: at most once per
+    /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
+    /// real server never sees us list more often than configured.
+    remote_due: Instant,
+    /// Inbound files the transport refused (over the size limit): logged
+    /// once, then passed over, so they neither stop the others nor spin.
+    refused_inbound: std::collections::HashSet<String>,
+    /// This installation's id (see `installation`).
+    installation_id: String,
     _lock: File,
 }
 
 impl Pipeline {
-    /// Open the pipeline: folders, the state lock, the journal, the transport.
+    /// Open the pipeline: folders, the state lock, the journal (or a refusal
+    /// when it was lost; see `open_journal`), the transport.
     pub fn open(cfg: Config) -> Result<Pipeline> {
         let p = &cfg.paths;
         for dir in [&p.inbox, &p.outbox, &p.failed, &p.archive, &p.state] {
@@ -182,7 +263,8 @@ impl Pipeline {
         if lock.try_lock().is_err() {
             return Err(PipelineError::Locked(p.state.clone()));
         }
-        let journal = Journal::open(&p.state.join(JOURNAL_FILE))?;
+        let (journal, installation_id) = open_journal(&p.state)?;
+        set_aside_unknown_staged(&journal, &staging, &p.state.join(ORPHANED_DIR))?;
         let transport = transport::open(&cfg).map_err(PipelineError::Transport)?;
         let intake = Intake::new(cfg.intake.clone());
         Ok(Pipeline {
@@ -199,7 +281,17 @@ impl Pipeline {
             },
             transport_error: None,
             receipts_seen: false,
+            remote_due: Instant::now(),
+            delivery: Delivery {
+                backoff: Backoff {
+                    until: None,
+                    delay: Duration::ZERO,
+                },
+                failing: false,
+            },
+            refused_inbound: Default::default(),
             last_metrics: String::new(),
+            installation_id,
             _lock: lock,
         })
     }
@@ -208,13 +300,20 @@ impl Pipeline {
         &self.journal
     }
 
-    /// Names in the inbox that would be taken once ready.
+    /// When the next tick may list the remote folders (receipts,
+    /// confirmations) again; a tick before then only does local work and
+    /// uploads.
+    pub fn remote_due(&self) -> Instant {
+        self.remote_due
+    }
+
+    /// Names (as shown) in the inbox that will be taken once ready.
     pub fn inbox_candidates(&self) -> io::Result<Vec<String>> {
         Ok(self
             .intake
             .candidates(&self.cfg.paths.inbox)?
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|c| c.name)
             .collect())
     }
 
@@ -225,12 +324,24 @@ impl Pipeline {
         tick.taken = self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
+            let look = Instant::now() >= self.remote_due;
+            if look {
+                self.remote_due = Instant::now() + self.cfg.run.poll();
+            }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
             let results = [
                 self.submit(),
-                self.collect_receipts(),
-                self.collect_confirmations(),
+                if look {
+                    self.collect_receipts()
+                } else {
+                    Ok(())
+                },
+                if look {
+                    self.collect_confirmations()
+                } else {
+                    Ok(())
+                },
             ];
             let mut failed = false;
             for result in results {
@@ -259,8 +370,12 @@ impl Pipeline {
             }
         }
         self.settle_submitted()?;
-        tick.finished = self.finish()?;
-        self.write_events()?;
+        if self.delivery.backoff.ready() {
+            let mut failures = Vec::new();
+            tick.finished = self.finish(&mut failures)?;
+            let events = self.write_events(&mut failures)?;
+            self.delivery.after(tick.finished + events, &failures);
+        }
         self.write_metrics();
         tick.open = self.journal.open_files()?;
         tick.busy =
@@ -268,8 +383,10 @@ impl Pipeline {
         Ok(tick)
     }
 
+    /// Where a taken file waits: `NNNNNNNN-NAME` (the id keeps it unique),
+    /// NAME shortened like an outbox name where that would not fit.
     fn staged_path(&self, f: &FileRow) -> PathBuf {
-        self.staging.join(format!("{:08}-{}", f.id, f.name))
+        staged_path(&self.staging, f)
     }
 
     fn parts_dir(&self, file_id: i64) -> PathBuf {
@@ -282,10 +399,12 @@ impl Pipeline {
     fn resume_received(&mut self) -> Result<()> {
         for f in self.journal.files_in(FileState::Received)? {
             let staged = self.staged_path(&f);
-            let in_inbox = self.cfg.paths.inbox.join(&f.name);
-            self.remove_marker(&f.name);
-            if !staged.exists() {
-                if in_inbox.exists() {
+            // The journal keeps the name as shown; this is the entry's own.
+            let raw = names::raw(&f.name);
+            let in_inbox = self.cfg.paths.inbox.join(&raw);
+            self.remove_marker(&raw);
+            if !present(&staged) {
+                if present(&in_inbox) {
                     if let Err(e) = durable::rename(&in_inbox, &staged) {
                         warn!(file = %f.name, error = %e, "cannot take the file in; will try again");
                         continue;
@@ -308,10 +427,10 @@ impl Pipeline {
 
     /// In done-file mode, the marker goes before the data file moves: a
     /// marker left behind would let the next file of that name in early.
-    fn remove_marker(&self, name: &str) {
-        if let Some(marker) = self.intake.marker(name) {
+    fn remove_marker(&self, raw: &OsStr) {
+        if let Some(marker) = self.intake.marker(raw) {
             let path = self.cfg.paths.inbox.join(marker);
-            if path.exists() {
+            if present(&path) {
                 let _ = fs::remove_file(&path);
                 let _ = durable::sync_dir(&self.cfg.paths.inbox);
             }
@@ -324,18 +443,30 @@ impl Pipeline {
             .intake
             .scan(&inbox)
             .map_err(io_err(format!("cannot read the inbox {}", inbox.display())))?;
-        for r in ready.iter().take(PER_TICK) {
+        // Counts files really taken: `busy` follows from it, and a file that
+        // cannot be moved must neither make the next tick come at once nor
+        // hold back the ready files after it.
+        let mut taken = 0;
+        for r in &ready {
+            if taken == PER_TICK {
+                break;
+            }
             // Journal first: a crash after this line finds the row and
             // finishes the move; a crash before it leaves the file untouched.
+            // Whatever the entry is (a link, a folder, a FIFO), it is only
+            // renamed here, never opened or followed.
             let id = self.journal.add_file(&r.name, r.size)?;
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
-            self.remove_marker(&r.name);
-            if let Err(e) = durable::rename(&inbox.join(&r.name), &staged) {
-                if !staged.exists() {
+            self.remove_marker(&r.raw);
+            if let Err(e) = durable::rename(&inbox.join(&r.raw), &staged) {
+                if !present(&staged) {
                     // Gone (the fagsystem took it back) or not movable: it
-                    // was never taken; forget the row and look again later.
-                    warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                    // was never taken; forget the row and look again later
+                    // (said once, not on every scan).
+                    if self.intake.first_trouble(&r.raw) {
+                        warn!(file = %r.name, error = %e, "cannot take the file in; will try again");
+                    }
                     self.journal.forget_received(id)?;
                     continue;
                 }
@@ -344,19 +475,33 @@ impl Pipeline {
                 warn!(file = %r.name, error = %e, "taken in, not yet durable; will finish next tick");
                 continue;
             }
-            self.intake.taken(&r.name);
+            self.intake.taken(&r.raw);
             self.mark_staged(&f, &staged)?;
+            taken += 1;
             info!(file = %r.name, id, bytes = r.size, "taken in");
         }
-        Ok(ready.len().min(PER_TICK))
+        Ok(taken)
     }
 
-    /// Hash a staged file; one that cannot be read fails (with a receipt)
-    /// instead of stopping the service.
-    /// Mark a file staged once it is in staging. A file that cannot even be
-    /// opened fails (with a receipt) instead of stopping the service. The
-    /// content hash comes later, computed beside validation.
+    /// Mark a file staged once it is in staging, or refuse it: a name that
+    /// is not shown as it is, or an entry that is not a regular file (looked
+    /// at with lstat: a link is not followed, a FIFO not opened), is
+    /// rejected with a receipt and moves on to `failed/` untouched. A file
+    /// that cannot even be opened fails (with a receipt) instead of stopping
+    /// the service. The content hash comes later, computed beside validation.
     fn mark_staged(&mut self, f: &FileRow, staged: &Path) -> Result<()> {
+        let refused = match self.intake.refused_name(&f.name) {
+            Some(why) => Some(why),
+            None => fs::symlink_metadata(staged)
+                .ok()
+                .and_then(|m| intake::refused_kind(m.file_type())),
+        };
+        if let Some(why) = refused {
+            info!(file = %f.name, id = f.id, reason = %why, "refused");
+            self.journal
+                .set_outcome(f.id, Outcome::Rejected, &why, None, 0)?;
+            return Ok(());
+        }
         match File::open(staged).and_then(|file| file.metadata()) {
             Ok(meta) => self.journal.set_staged(f.id, None, meta.len())?,
             Err(e) => {
@@ -375,7 +520,9 @@ impl Pipeline {
 
     // ---- validate and package ----------------------------------------------
 
-    /// Validate and package up to PER_TICK staged files; true if more wait.
+    /// Validate and package up to PER_TICK staged files; true if more wait
+    /// and this pass got on (a full disk that fails every file must not
+    /// make the next tick come at once).
     fn process_staged(&mut self) -> Result<bool> {
         let staged = self.journal.files_in(FileState::Staged)?;
         if staged.is_empty() {
@@ -393,15 +540,22 @@ impl Pipeline {
                 io::Error::other("schema"),
             )
         })?;
-        let more = staged.len() > PER_TICK;
+        let mut more = staged.len() > PER_TICK;
+        let mut progressed = false;
+        let mut bytes = 0;
         for f in staged.iter().take(PER_TICK) {
+            if bytes >= PER_TICK_BYTES {
+                more = true;
+                break;
+            }
+            bytes += f.size.max(0);
             // A bug must not become a crash loop on one input: a panic while
             // handling a file fails that file (with a receipt) and goes on.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.process_one(&validator, f)
             }));
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => progressed = true,
                 // Disk full while writing parts, say: the file stays staged
                 // and is packaged again next tick.
                 Ok(Err(PipelineError::Io(what, e))) => {
@@ -419,10 +573,11 @@ impl Pipeline {
                         None,
                         0,
                     )?;
+                    progressed = true;
                 }
             }
         }
-        Ok(more)
+        Ok(more && progressed)
     }
 
     fn process_one(&mut self, validator: &Validator, f: &FileRow) -> Result<()> {
@@ -431,7 +586,11 @@ impl Pipeline {
             max_part_bytes: self.cfg.package.max_part_bytes,
             max_part_letters: self.cfg.package.max_part_letters,
             numbered: self.cfg.sender.sequence_numbers,
-            name_prefix: format!("dpv-{:08}", f.id),
+            name_prefix: installation::name_prefix(
+                &self.installation_id,
+                self.journal.name_epoch(f.id)?,
+                f.id,
+            ),
         };
         // A batch that will likely go as it is is sent to its temporary
         // remote name while it is validated (invisible to Altinn until
@@ -527,7 +686,7 @@ impl Pipeline {
         let packed =
             match package::passthrough(&staged, &dir, &opts, &known).and_then(|p| match p {
                 Some(p) => Ok(p),
-                None => package::package(&staged, &dir, &opts),
+                None => package::package(&staged, &dir, &opts, report.package.as_ref()),
             }) {
                 Ok(p) => p,
                 Err(PackError::Input(m)) => {
@@ -693,12 +852,43 @@ impl Pipeline {
 
     // ---- receipts and confirmations ----------------------------------------
 
+    /// Fetch an inbound file; false if the transport refuses this one file
+    /// (too large): it is logged once and passed over from then on.
+    fn fetch_inbound(
+        &mut self,
+        folder: Inbound,
+        name: &str,
+        local: &Path,
+    ) -> std::result::Result<bool, StageError> {
+        match self.transport.fetch(folder, name, local) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == transport::ErrorKind::Refused => {
+                error!(file = %name, error = %e, "inbound file refused; the others go on");
+                self.refused_inbound.insert(name.to_string());
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn collect_receipts(&mut self) -> std::result::Result<(), StageError> {
-        let names = self.transport.list(Inbound::Receipts)?;
+        // Receipts named for another installation's parts (two on one
+        // Altinn account) are theirs to take: left alone, not even counted.
+        let own =
+            |n: &String| installation::owner_of(n).is_none_or(|id| id == self.installation_id);
+        let names: Vec<String> = self
+            .transport
+            .list(Inbound::Receipts)?
+            .into_iter()
+            .filter(own)
+            .filter(|n| !self.refused_inbound.contains(n))
+            .collect();
         self.receipts_seen = !names.is_empty();
         for name in names {
             let local = self.inbound.join(&name);
-            self.transport.fetch(Inbound::Receipts, &name, &local)?;
+            if !self.fetch_inbound(Inbound::Receipts, &name, &local)? {
+                continue;
+            }
             let parsed = File::open(&local)
                 .map_err(|e| altinn_io(&local, e))
                 .and_then(|mut file| altinn::parse_receipt(&mut file).map_err(|e| e.to_string()));
@@ -756,10 +946,13 @@ impl Pipeline {
     }
 
     fn collect_confirmations(&mut self) -> std::result::Result<(), StageError> {
-        for name in self.transport.list(Inbound::Confirmations)? {
+        let mut names = self.transport.list(Inbound::Confirmations)?;
+        names.retain(|n| !self.refused_inbound.contains(n));
+        for name in names {
             let local = self.inbound.join(&name);
-            self.transport
-                .fetch(Inbound::Confirmations, &name, &local)?;
+            if !self.fetch_inbound(Inbound::Confirmations, &name, &local)? {
+                continue;
+            }
             let parsed = File::open(&local)
                 .map_err(|e| altinn_io(&local, e))
                 .and_then(|mut file| {
@@ -850,7 +1043,9 @@ impl Pipeline {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<usize> {
+    /// Write the receipts of files whose outcome is known; a write that
+    /// fails is added to `failures` (see [`Delivery`]).
+    fn finish(&mut self, failures: &mut Vec<String>) -> Result<usize> {
         let files = self.journal.files_in(FileState::Finishing)?;
         let mut n = 0;
         for f in files {
@@ -858,11 +1053,12 @@ impl Pipeline {
             match self.finish_one(f) {
                 Ok(()) => n += 1,
                 // A full disk or a bad permission on the outbox: nothing is
-                // lost (the outcome is journalled); try again next tick.
+                // lost (the outcome is journalled); try again later.
                 // (The reason column keeps the outcome's reason for the receipt,
                 // so the delay is only logged.)
                 Err(PipelineError::Io(what, e)) => {
-                    warn!(file = %name, id, error = %e, "{what}; will try again");
+                    debug!(file = %name, id, error = %e, "{what}; will try again");
+                    failures.push(format!("{what}: {e}"));
                 }
                 Err(other) => return Err(other),
             }
@@ -886,12 +1082,11 @@ impl Pipeline {
         };
         let outbox_dir = self.cfg.paths.outbox.clone();
         if f.receipt_name.is_none() || f.moved_to.is_none() {
-            let journal = &self.journal;
-            let reserved = |n: &str| journal.name_reserved(n).unwrap_or(true);
-            let receipt =
-                durable::free_name_with(&outbox_dir, &format!("{}.receipt.xml", f.name), &reserved);
-            let moved = durable::free_name_with(&dest_dir, &f.name, &reserved);
-            let (receipt, moved) = (file_name(&receipt), file_name(&moved));
+            // outbox decides the names (shortened where too long); a name is
+            // taken if anything is there (even a dangling link), its
+            // temporary name is, or another file has it reserved.
+            let receipt = outbox::receipt_name(&f.name, taken_in(&self.journal, &outbox_dir))?;
+            let moved = outbox::moved_name(&f.name, taken_in(&self.journal, &dest_dir))?;
             self.journal.reserve_names(f.id, &receipt, &moved)?;
             f.receipt_name = Some(receipt);
             f.moved_to = Some(moved);
@@ -907,9 +1102,8 @@ impl Pipeline {
                 .and_then(|j| serde_json::from_str::<Vec<Finding>>(j).ok())
                 .unwrap_or_default();
             if !to_archive {
-                let errors_path = dest_dir.join(format!(
-                    "{}.errors.txt",
-                    f.moved_to.as_deref().unwrap_or_default()
+                let errors_path = dest_dir.join(outbox::errors_name(
+                    f.moved_to.as_deref().unwrap_or_default(),
                 ));
                 let text = outbox::errors_txt(&f, outcome, &errors, &letters);
                 durable::write_atomic(&errors_path, text.as_bytes())
@@ -929,7 +1123,7 @@ impl Pipeline {
             self.journal.set_receipt_staged(f.id)?;
         }
         let staged = self.staged_path(&f);
-        if staged.exists() {
+        if present(&staged) {
             durable::rename(&staged, &moved_path).map_err(io_err(format!(
                 "cannot move {} to {}",
                 f.name,
@@ -944,24 +1138,63 @@ impl Pipeline {
         Ok(())
     }
 
-    fn write_events(&mut self) -> Result<()> {
-        self.journal.plan_read_events()?;
+    /// Read events: planned (with a free name) in the journal, written under
+    /// a temporary name and journalled as staged, then published without
+    /// ever replacing a file: an outbox file the fagsystem has not read yet
+    /// (left by an earlier installation, or a reset state) keeps its name
+    /// and content, and the event takes the next free N. A write that fails
+    /// is added to `failures` (see [`Delivery`]), exactly like a receipt.
+    fn write_events(&mut self, failures: &mut Vec<String>) -> Result<usize> {
+        let outbox = self.cfg.paths.outbox.clone();
+        let taken = |n: &str| durable::name_taken(&outbox, n);
+        self.journal.plan_read_events(&taken)?;
+        let mut n = 0;
         for e in self.journal.unwritten_events()? {
-            let path = self.cfg.paths.outbox.join(&e.outbox_name);
-            if !e.staged {
-                let file = self.journal.file(e.file_id)?;
-                let reads = self.journal.event_letters(e.id)?;
-                let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
-                durable::write_staged(&path, xml.as_bytes())
-                    .map_err(io_err(format!("cannot write {}", path.display())))?;
-                self.journal.set_event_written(e.id, 1)?;
-                info!(file = %file.name, event = %e.outbox_name, read = reads.len(), "letters read");
+            match self.write_event(&e) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(PipelineError::Io(what, err)) => {
+                    debug!(event = %e.outbox_name, error = %err, "{what}; will try again");
+                    failures.push(format!("{what}: {err}"));
+                }
+                Err(other) => return Err(other),
             }
-            durable::publish(&path)
-                .map_err(io_err(format!("cannot publish {}", path.display())))?;
-            self.journal.set_event_written(e.id, 2)?;
         }
-        Ok(())
+        Ok(n)
+    }
+
+    /// Write and publish one event; false when its name was taken meanwhile
+    /// (it goes under the next free name, written afresh next tick).
+    fn write_event(&mut self, e: &EventRow) -> Result<bool> {
+        let outbox = self.cfg.paths.outbox.clone();
+        let taken = |n: &str| durable::name_taken(&outbox, n);
+        let mut name = e.outbox_name.clone();
+        if !e.staged {
+            // Free when planned; another writer may have taken it since.
+            // (Our own temporary file of an interrupted write is fine.)
+            if fs::symlink_metadata(outbox.join(&name)).is_ok() {
+                name = self.journal.rename_event(e.id, &taken)?;
+            }
+            let path = outbox.join(&name);
+            let file = self.journal.file(e.file_id)?;
+            let reads = self.journal.event_letters(e.id)?;
+            let xml = outbox::events_xml(&file.name, &crate::clock::now(), &reads);
+            durable::write_staged(&path, xml.as_bytes())
+                .map_err(io_err(format!("cannot write {}", path.display())))?;
+            self.journal.set_event_written(e.id, 1)?;
+            info!(file = %file.name, event = %name, read = reads.len(), "letters read");
+        }
+        let path = outbox.join(&name);
+        let published = durable::publish_new(&path)
+            .map_err(io_err(format!("cannot publish {}", path.display())))?;
+        if published {
+            self.journal.set_event_written(e.id, 2)?;
+        } else {
+            let _ = fs::remove_file(durable::temp_path(&path));
+            let next = self.journal.rename_event(e.id, &taken)?;
+            warn!(taken = %name, next = %next, "an outbox file already has the event's name; it is left alone");
+        }
+        Ok(published)
     }
 
     /// `state/metrics.prom`, in Prometheus' text format, for node_exporter's
@@ -993,6 +1226,95 @@ impl Pipeline {
         {
             self.last_metrics = m;
         }
+    }
+}
+
+/// Open the journal in `state`, with this installation's id, and begin this
+/// start's name epoch; or refuse when starting would forget or confuse
+/// earlier work: a missing or empty journal is only a new installation if
+/// nothing in the state folder says otherwise, and the journal and the id
+/// file must agree on whose it is (see `installation`). Both are decided
+/// before the journal is created or written (the caller holds the state
+/// lock), so a refusal changes nothing.
+fn open_journal(state: &Path) -> Result<(Journal, String)> {
+    let journal_path = state.join(JOURNAL_FILE);
+    let probe = Journal::probe(&journal_path)?;
+    if !probe.holds_state {
+        let found = installation::earlier_work(state, &journal_path);
+        if !found.is_empty() {
+            return Err(PipelineError::Refused(installation::lost_journal(
+                state,
+                &journal_path,
+                &found,
+            )));
+        }
+    }
+    let plan = installation::plan(&probe, installation::read_id_file(state), state)
+        .map_err(PipelineError::Refused)?;
+    let mut journal = Journal::open(&journal_path)?;
+    let id = installation::apply(plan, &journal, state).map_err(|e| match e {
+        ApplyError::Journal(e) => PipelineError::Journal(e),
+        ApplyError::Io(path, e) => PipelineError::Io(format!("cannot write {}", path.display()), e),
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let epoch = journal.begin_epoch(now)?;
+    info!(installation = %id, epoch, "journal open");
+    Ok((journal, id))
+}
+
+/// Where staged inputs the journal does not know are moved at start.
+pub const ORPHANED_DIR: &str = "orphaned";
+
+/// Inputs in staging that the journal does not know (it was restored from
+/// a backup older than them) are moved to `state/orphaned/`, each with an
+/// error in the log: whether they were sent is unknown, and left where they
+/// are they would be overwritten by the next input given the same id and
+/// name. In normal operation there are none: a file is journalled before
+/// it is moved into staging.
+fn set_aside_unknown_staged(journal: &Journal, staging: &Path, orphaned: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(staging).map_err(io_err(format!("cannot read {}", staging.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("cannot read {}", staging.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The id leads the name; the row must give back exactly this path.
+        let id = name.split('-').next().and_then(|id| id.parse::<i64>().ok());
+        let row = match id {
+            Some(id) => journal.find_file(id)?,
+            None => None,
+        };
+        if row
+            .is_some_and(|f| f.state != FileState::Done && staged_path(staging, &f) == entry.path())
+        {
+            continue;
+        }
+        fs::create_dir_all(orphaned)
+            .map_err(io_err(format!("cannot create {}", orphaned.display())))?;
+        let to = durable::free_name(orphaned, &name);
+        durable::rename(&entry.path(), &to).map_err(io_err(format!(
+            "cannot move {} aside",
+            entry.path().display()
+        )))?;
+        error!(
+            file = %name,
+            moved_to = %to.display(),
+            "a staged input the journal does not know (was the journal restored from an older backup?): \
+             whether it was sent is unknown, so it was moved aside; if the fagsystem has no receipt \
+             for it, drop it into the inbox again"
+        );
+    }
+    Ok(())
+}
+
+/// Where input `f` waits in `staging` (the state folder's) while in flight.
+fn staged_path(staging: &Path, f: &FileRow) -> PathBuf {
+    let name = format!("{:08}-{}", f.id, f.name);
+    if name.len() <= outbox::NAME_MAX {
+        staging.join(name)
+    } else {
+        staging.join(format!("{:08}-{}", f.id, outbox::shortened(&f.name)))
     }
 }
 
@@ -1049,10 +1371,19 @@ fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
     }
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// Is the name `n` in `dir` taken: anything there (even a dangling link),
+/// its temporary name, or a reservation of another file?
+fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
+    move |n| {
+        let path = dir.join(n);
+        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+    }
+}
+
+/// Is there anything at `path`? A link counts, even one that points
+/// nowhere: `Path::exists` would follow it.
+fn present(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 /// The sha256 of a file, as lowercase hex.

@@ -5,10 +5,13 @@
 //! tests, and for sites where another tool moves the files on.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{is_temporary, receipt_name, ErrorKind, Inbound, Result, Transport, TransportError};
+use super::{
+    is_temporary, receipt_name, too_large, ErrorKind, Inbound, Result, Transport, TransportError,
+    MAX_INBOUND_BYTES,
+};
 use crate::durable;
 
 pub struct Local {
@@ -125,9 +128,34 @@ impl Transport for Local {
     }
 
     fn fetch(&mut self, folder: Inbound, name: &str, dest: &Path) -> Result<()> {
+        // Streamed, never held in memory (a 1 GiB receipt took 1 GiB), and
+        // refused over the limit before a byte is copied.
         let src = self.folder(folder).join(name);
-        let bytes = fs::read(&src).map_err(|e| err("cannot read", &src, e))?;
-        durable::write_atomic(dest, &bytes).map_err(|e| err("cannot write", dest, e))
+        let file = fs::File::open(&src).map_err(|e| err("cannot read", &src, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| err("cannot look at", &src, e))?
+            .len();
+        if size > MAX_INBOUND_BYTES {
+            return Err(too_large(&src.display().to_string(), size));
+        }
+        // The file may grow while it is copied: copy one byte past the
+        // limit at most, and refuse if that byte came.
+        let mut copied = 0;
+        let written = durable::write_atomic_with(dest, |out| {
+            copied = io::copy(&mut (&file).take(MAX_INBOUND_BYTES + 1), out)?;
+            if copied > MAX_INBOUND_BYTES {
+                return Err(io::Error::other("over the limit"));
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(()),
+            Err(_) if copied > MAX_INBOUND_BYTES => {
+                Err(too_large(&src.display().to_string(), copied))
+            }
+            Err(e) => Err(err("cannot write", dest, e)),
+        }
     }
 
     fn remove(&mut self, folder: Inbound, name: &str) -> Result<()> {

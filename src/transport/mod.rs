@@ -32,6 +32,27 @@ pub enum ErrorKind {
     Transient,
     /// Authentication, host key, permissions: an operator must act.
     Permanent,
+    /// This one inbound file cannot be taken (it is over
+    /// [`MAX_INBOUND_BYTES`]); the transport itself is fine, so the others
+    /// go on. Retrying the same file cannot help.
+    Refused,
+}
+
+/// The largest inbound file (receipt, confirmations) fetched: the most the
+/// parser reads of one ([`crate::altinn::MAX_DOCUMENT_BYTES`]). Larger
+/// files are refused before a byte is copied, so a runaway or hostile file
+/// costs neither memory nor disk.
+pub const MAX_INBOUND_BYTES: u64 = crate::altinn::MAX_DOCUMENT_BYTES;
+
+/// The error for an inbound file over [`MAX_INBOUND_BYTES`].
+pub fn too_large(what: &str, size: u64) -> TransportError {
+    TransportError {
+        kind: ErrorKind::Refused,
+        message: format!(
+            "{what} is {size} bytes, over the limit of {MAX_INBOUND_BYTES} bytes for a file \
+             from Altinn; it is not read, and left where it is"
+        ),
+    }
 }
 
 #[derive(Debug)]
@@ -78,7 +99,9 @@ pub trait Transport: Send {
     /// Names of inbound files waiting, oldest first.
     fn list(&mut self, folder: Inbound) -> Result<Vec<String>>;
 
-    /// Copy an inbound file to `dest` (a local path; written atomically).
+    /// Copy an inbound file to `dest` (a local path; written atomically),
+    /// streaming it; a file over [`MAX_INBOUND_BYTES`] is an
+    /// [`ErrorKind::Refused`] error and nothing is written.
     fn fetch(&mut self, folder: Inbound, name: &str, dest: &Path) -> Result<()>;
 
     /// Remove an inbound file once it is journalled.

@@ -799,6 +799,10 @@ impl Transport for Sftp {
                 .open(&src)
                 .map_err(|e| s.remote_err("open", &src, &e))?;
             let expected = file.stat().ok().and_then(|st| st.size);
+            let shown = || format!("sftp {}: {}", s.target, src.display());
+            if let Some(size) = expected.filter(|&n| n > super::MAX_INBOUND_BYTES) {
+                return Err(super::too_large(&shown(), size));
+            }
             let mut remote_failure: Option<TransportError> = None;
             let written = durable::write_atomic_with(dest, |out| {
                 let mut buf = vec![0u8; READ_CHUNK];
@@ -820,6 +824,10 @@ impl Transport for Sftp {
                     }
                     out.write_all(&buf[..n])?;
                     total += n as u64;
+                    if total > super::MAX_INBOUND_BYTES {
+                        remote_failure = Some(super::too_large(&shown(), total));
+                        return Err(io::Error::other("over the limit"));
+                    }
                 }
                 if let Some(want) = expected {
                     if want != total {

@@ -25,6 +25,15 @@ pub fn text(report: &FileReport) -> String {
             );
         }
     }
+    if report.errors_not_listed > 0 {
+        let _ = writeln!(
+            out,
+            "{}: ... and {} more errors, not listed (--max-errors {} lists them all)",
+            report.file,
+            report.errors_not_listed,
+            report.errors.len() as u64 + report.errors_not_listed
+        );
+    }
     let letters = match report.letters {
         1 => "1 letter".to_string(),
         n => format!("{n} letters"),

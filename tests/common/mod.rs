@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod sftp;
+pub mod zips;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dpv-batch")
@@ -15,9 +16,38 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared reference folder (official Altinn schemas), beside the repo.
+/// The shared reference folder (official Altinn schemas), beside the repo;
+/// `DPV_REFERENCE_DIR` names another.
 pub fn reference() -> PathBuf {
-    root().join("../shared/reference")
+    std::env::var_os("DPV_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/reference"))
+}
+
+/// The folder of Altinn's official files (`reference()/altinn`), or `None`
+/// when this clone has none beside it: then the test that needs it says
+/// "SKIPPED" on stderr and passes, unless `DPV_REQUIRE_ORACLE=1` (set by
+/// .ci/run), which makes it fail with the reason.
+pub fn official_altinn(test: &str) -> Option<PathBuf> {
+    use std::io::Write;
+    let dir = reference().join("altinn");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let why = format!(
+        "{} is not there (Altinn's official schemas, from the shared reference folder beside this clone)",
+        dir.display()
+    );
+    assert!(
+        std::env::var("DPV_REQUIRE_ORACLE").as_deref() != Ok("1"),
+        "{test}: {why}; DPV_REQUIRE_ORACLE=1 makes this test mandatory"
+    );
+    // Straight to stderr: the test harness would swallow eprintln!.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}; set DPV_REQUIRE_ORACLE=1 to make this an error"
+    );
+    None
 }
 
 /// Files in `dir` (not recursive) whose name ends with one of `exts`, sorted.
