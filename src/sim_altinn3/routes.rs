@@ -34,7 +34,7 @@ use super::auth::{Auth, Policy};
 use super::conn::Peer;
 use super::model::{self, FormNode, InitRequest, CORRESPONDENCE_STATUS, ROLE};
 use super::problem::{self, codes, AltinnError, ModelError};
-use super::state::AttRecord;
+use super::state::{status_name, AttRecord};
 use super::store::{
     CreateRequest, NewAttachment, NewCorrespondence, Search, Store, StoreError, Views,
 };
@@ -418,16 +418,16 @@ async fn create_multipart(
                 let keep = name.eq_ignore_ascii_case("attachments")
                     || name.eq_ignore_ascii_case("request.attachments");
                 let path = sim.tmp_dir.join(format!("{}.part", Uuid::new_v4()));
-                let mut out = match keep {
-                    true => match tokio::fs::File::create(&path).await {
+                let mut out = None;
+                if keep {
+                    match tokio::fs::File::create(&path).await {
                         Ok(f) => {
                             temps.0.push(path.clone());
-                            Some(f)
+                            out = Some(f);
                         }
                         Err(e) => return store_error(StoreError::Io(e)),
-                    },
-                    false => None,
-                };
+                    }
+                }
                 let mut size = 0u64;
                 loop {
                     match field.chunk().await {
@@ -569,7 +569,7 @@ async fn create(sim: Shared, peer: Peer, req: InitRequest, files: Vec<UploadedFi
     json_ok(json!({
         "correspondences": records.iter().map(|r| json!({
             "correspondenceId": r.id,
-            "status": CORRESPONDENCE_STATUS[usize::from(r.highest().status)],
+            "status": status_name(r.highest().status),
             "recipient": r.recipient,
             "notifications": null,
         })).collect::<Vec<_>>(),

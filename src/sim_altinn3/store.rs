@@ -604,7 +604,7 @@ fn replay(path: &Path) -> io::Result<(HashMap<Uuid, CorrRecord>, HashMap<Uuid, A
             continue;
         }
         match serde_json::from_slice::<Event>(&line) {
-            Ok(Event::Correspondence(r)) => {
+            Ok(Event::Correspondence(r)) if !r.statuses.is_empty() => {
                 corr.insert(r.id, r);
             }
             Ok(Event::Status { id, entry }) => {
@@ -612,9 +612,10 @@ fn replay(path: &Path) -> io::Result<(HashMap<Uuid, CorrRecord>, HashMap<Uuid, A
                     r.statuses.push(entry);
                 }
             }
-            Ok(Event::Attachment(a)) => {
+            Ok(Event::Attachment(a)) if !a.statuses.is_empty() => {
                 atts.insert(a.id, a);
             }
+            Ok(_) => tracing::warn!(line = n + 1, "skipping a record without statuses"),
             // Torn by a crash mid-write: that change was never acknowledged.
             Err(e) => {
                 tracing::warn!(line = n + 1, error = %e, "skipping an unreadable journal line")
