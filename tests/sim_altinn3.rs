@@ -1283,7 +1283,6 @@ fn multipart_with_a_file() {
     assert_eq!(corr["content"]["attachments"][0]["fileName"], "vedtak.pdf");
     assert_eq!(corr["content"]["attachments"][0]["displayName"], "Vedtaket");
     assert_eq!(corr["notification"]["notificationChannel"], "EmailAndSms");
-    assert_eq!(stored["status"], "Initialized");
 
     // The same key by multipart: 409.
     let again = send(
@@ -1292,9 +1291,12 @@ fn multipart_with_a_file() {
             .part("attachments", file("vedtak.pdf")),
     );
     assert_altinn_error(&again, 409, 1034);
-    // A requested publish time in the past publishes at once.
+    // A requested publish time in the past publishes at once, on disk too.
     let published = sim.wait_status(&token, id, "Published");
     assert_eq!(published["content"]["attachments"], json!([]));
+    wait_for(Duration::from_secs(5), "Published on disk", || {
+        (sim.stored(id)["status"] == "Published").then_some(())
+    });
 }
 
 #[test]
@@ -1441,9 +1443,14 @@ fn drop_after_commit_creates_without_answering() {
 #[test]
 fn read_hook_and_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--publish-delay-ms", "300"]);
+    let sim = Sim::start(dir.path(), &[]);
     let token = sim.sender();
     let id = sim.create(&token, &letter(ORG, "READ-1"));
+    let mut later = letter(ORG, "READ-LATER");
+    later["correspondence"]["requestedPublishTime"] = json!(rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1)
+    ));
+    let unpublished = sim.create(&token, &later);
     let base = sim
         .api_base
         .trim_end_matches("/correspondence/api/v1")
@@ -1456,7 +1463,7 @@ fn read_hook_and_cli() {
             .status()
             .as_u16()
     };
-    assert_eq!(hook(&id), 409, "not published yet");
+    assert_eq!(hook(&unpublished), 409, "not published yet");
     assert_eq!(hook(&uuid::Uuid::new_v4().to_string()), 404);
     sim.wait_status(&token, &id, "Published");
     assert_eq!(hook(&id), 200);

@@ -218,9 +218,15 @@ impl Store {
         self.dir.join("attachments").join(format!("{id}.bin"))
     }
 
-    /// The views changed since the last call, for [`Views::write`].
+    /// The views changed since the last call, for [`Views::write`]: the
+    /// latest of each record only (a publish adds two statuses at once).
     pub fn take_views(&mut self) -> Vec<View> {
-        std::mem::take(&mut self.views)
+        let mut views = std::mem::take(&mut self.views);
+        let mut seen = std::collections::HashSet::new();
+        views.reverse();
+        views.retain(|v| seen.insert(v.id));
+        views.reverse();
+        views
     }
 
     fn log(&mut self, e: &Event) -> io::Result<()> {
