@@ -689,6 +689,17 @@ impl Journal {
         Ok(())
     }
 
+    /// Destination names reserved by files not done yet: their
+    /// `errors.txt` (named after them) may not be written yet, and its
+    /// name must not be given to another file meanwhile.
+    pub fn pending_moved_names(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT moved_to FROM files WHERE moved_to IS NOT NULL AND state != 'Done'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Is `name` reserved by a file as its receipt or destination name?
     pub fn name_reserved(&self, name: &str) -> Result<bool> {
         Ok(self.conn.query_row(
@@ -962,6 +973,24 @@ impl Journal {
     }
 
     // ---- read confirmations ------------------------------------------------
+
+    /// How many of `refs` (SendersReferences from a confirmations file)
+    /// name letters this journal sent. Altinn names confirmations files by
+    /// system user, not by batch, so another installation on the same
+    /// account sees ours and we see theirs: a file is ours only if every
+    /// letter in it is.
+    pub fn letters_known(&self, refs: &[&str]) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM letters WHERE senders_reference = ?1)")?;
+        let mut n = 0;
+        for r in refs {
+            if stmt.query_row([r], |row| row.get::<_, bool>(0))? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 
     /// Journal that letters were read; returns how many letters matched.
     pub fn record_reads(&mut self, reads: &[(String, String)]) -> Result<usize> {

@@ -235,7 +235,8 @@ pub struct Pipeline {
     /// `poll_ms`, however often ticks run (busy ticks, inbox events), so a
     /// real server never sees us list more often than configured.
     remote_due: Instant,
-    /// Inbound files the transport refused (over the size limit): logged
+    /// Inbound files passed over: refused by the transport (over the size
+    /// limit), or confirmations of another installation's letters; logged
     /// once, then passed over, so they neither stop the others nor spin.
     refused_inbound: std::collections::HashSet<String>,
     /// This installation's id (see `installation`).
@@ -960,6 +961,37 @@ impl Pipeline {
                 });
             match parsed {
                 Ok(c) => {
+                    // Another installation on the same Altinn account sees
+                    // our confirmations files and we see theirs: only a file
+                    // whose every letter is ours is ours to take away. One
+                    // with letters of others is left for them (our reads in
+                    // it recorded), and passed over from now on.
+                    let refs: Vec<&str> = c
+                        .items
+                        .iter()
+                        .map(|i| i.senders_reference.as_str())
+                        .collect();
+                    let ours = self.journal.letters_known(&refs)?;
+                    if ours < refs.len() {
+                        let reads: Vec<(String, String)> = c
+                            .items
+                            .iter()
+                            .filter_map(|i| {
+                                i.read_date_time
+                                    .clone()
+                                    .map(|t| (i.senders_reference.clone(), t))
+                            })
+                            .collect();
+                        let n = if ours > 0 {
+                            self.journal.record_reads(&reads)?
+                        } else {
+                            0
+                        };
+                        info!(confirmations = %name, read = n, letters = refs.len(), ours, "read confirmations for letters this installation did not send (another installation's?); left in place for them");
+                        let _ = fs::remove_file(&local);
+                        self.refused_inbound.insert(name);
+                        continue;
+                    }
                     let reads: Vec<(String, String)> = c
                         .items
                         .iter()
@@ -1372,11 +1404,19 @@ fn keep_aside(inbound: &Path, sub: &str, local: &Path) {
 }
 
 /// Is the name `n` in `dir` taken: anything there (even a dangling link),
-/// its temporary name, or a reservation of another file?
+/// its temporary name, a reservation of another file, or the `errors.txt`
+/// of a file not done yet (an input named `a.errors.txt` must not get the
+/// name of input `a`'s errors.txt while writes to `failed/` wait)?
 fn taken_in<'a>(journal: &'a Journal, dir: &'a Path) -> impl FnMut(&str) -> Result<bool> + 'a {
     move |n| {
         let path = dir.join(n);
-        Ok(present(&path) || present(&durable::temp_path(&path)) || journal.name_reserved(n)?)
+        Ok(present(&path)
+            || present(&durable::temp_path(&path))
+            || journal.name_reserved(n)?
+            || journal
+                .pending_moved_names()?
+                .iter()
+                .any(|m| outbox::errors_name(m) == n))
     }
 }
 
