@@ -1283,7 +1283,6 @@ fn multipart_with_a_file() {
     assert_eq!(corr["content"]["attachments"][0]["fileName"], "vedtak.pdf");
     assert_eq!(corr["content"]["attachments"][0]["displayName"], "Vedtaket");
     assert_eq!(corr["notification"]["notificationChannel"], "EmailAndSms");
-    assert_eq!(stored["status"], "Initialized");
 
     // The same key by multipart: 409.
     let again = send(
@@ -1292,9 +1291,12 @@ fn multipart_with_a_file() {
             .part("attachments", file("vedtak.pdf")),
     );
     assert_altinn_error(&again, 409, 1034);
-    // A requested publish time in the past publishes at once.
+    // A requested publish time in the past publishes at once, on disk too.
     let published = sim.wait_status(&token, id, "Published");
     assert_eq!(published["content"]["attachments"], json!([]));
+    wait_for(Duration::from_secs(5), "Published on disk", || {
+        (sim.stored(id)["status"] == "Published").then_some(())
+    });
 }
 
 #[test]
@@ -1441,9 +1443,14 @@ fn drop_after_commit_creates_without_answering() {
 #[test]
 fn read_hook_and_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--publish-delay-ms", "300"]);
+    let sim = Sim::start(dir.path(), &[]);
     let token = sim.sender();
     let id = sim.create(&token, &letter(ORG, "READ-1"));
+    let mut later = letter(ORG, "READ-LATER");
+    later["correspondence"]["requestedPublishTime"] = json!(rfc3339(
+        time::OffsetDateTime::now_utc() + time::Duration::hours(1)
+    ));
+    let unpublished = sim.create(&token, &later);
     let base = sim
         .api_base
         .trim_end_matches("/correspondence/api/v1")
@@ -1456,7 +1463,7 @@ fn read_hook_and_cli() {
             .status()
             .as_u16()
     };
-    assert_eq!(hook(&id), 409, "not published yet");
+    assert_eq!(hook(&unpublished), 409, "not published yet");
     assert_eq!(hook(&uuid::Uuid::new_v4().to_string()), 404);
     sim.wait_status(&token, &id, "Published");
     assert_eq!(hook(&id), 200);
@@ -1812,6 +1819,7 @@ fn a_200_mb_attachment_streams_to_disk() {
         SIZE
     );
     let peak = peak_rss_kib(sim.pid());
+    println!("sim peak RSS with a 200 MB multipart attachment: {peak} KiB");
     assert!(
         peak < 64 * 1024,
         "the simulator peaked at {peak} KiB for a 200 MB file"
@@ -2077,4 +2085,67 @@ fn an_interrupted_upload_fails_the_attachment() {
         0,
         "no temp file left"
     );
+}
+
+/// A benchmark, not a test (ignored by default; asserts nothing about time):
+/// creates per second at a given concurrency and added latency, and the
+/// simulator's peak memory. Run it with
+/// `SIM_BENCH_LATENCY_MS=20 cargo test --release --test sim_altinn3 -- --ignored --exact bench_create_rate --nocapture`
+/// (also `SIM_BENCH_LETTERS`, default 2000, and `SIM_BENCH_CONCURRENCY`, 16).
+#[test]
+#[ignore]
+fn bench_create_rate() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (letters, workers, latency) = (
+        env("SIM_BENCH_LETTERS", 2000),
+        env("SIM_BENCH_CONCURRENCY", 16),
+        env("SIM_BENCH_LATENCY_MS", 0),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", &latency.to_string()]);
+    let token = sim.sender();
+    let cpu_before = cpu_ticks(sim.pid());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let (sim, token) = (&sim, &token);
+            s.spawn(move || {
+                for i in (w..letters).step_by(workers as usize) {
+                    assert_eq!(
+                        sim.post(token, "/correspondence", &letter(ORG, &format!("B{i}")))
+                            .0,
+                        200
+                    );
+                }
+            });
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let cpu_ms = (cpu_ticks(sim.pid()) - cpu_before) as f64 * 10.0;
+    let ideal = if latency == 0 {
+        f64::INFINITY
+    } else {
+        workers as f64 * 1000.0 / latency as f64
+    };
+    println!(
+        "{letters} creates, {workers} in flight, +{latency} ms: {secs:.2} s, {:.0}/s (ideal {ideal:.0}/s); the sim used {:.2} ms CPU per create, peak RSS {} KiB",
+        letters as f64 / secs,
+        cpu_ms / letters as f64,
+        peak_rss_kib(sim.pid())
+    );
+}
+
+/// User + system CPU time of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the
+    // 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

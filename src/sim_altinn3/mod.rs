@@ -59,13 +59,28 @@
 //! handled); `--drop-after-commit` creates (correspondence or attachment),
 //! stores, then closes the connection without an answer ([`conn`]).
 //!
-//! # What is not simulated
-//! Notifications (never sent; `notifications` is empty), Dialogporten (a
-//! dialog-id reference is always 404/1054), access lists and resource
-//! policies (every caller may use every resource), roles of confidential
-//! recipients (1044 never), checksums of uploads (2008 never), the Markdown
-//! check of bodies (1003: Altinn's current check accepts everything too),
-//! attachment expiry over time, and recipients' own API calls.
+//! # Where it differs from Altinn (on purpose, or because it cannot know)
+//! - Register: every organisation number that passes mod-11 and every valid
+//!   person number exists, except the `--unknown-recipient`s. (Altinn's own
+//!   tests mock a register that knows anything, e.g. `123456789`; TT02 knows
+//!   only its test entities.)
+//! - KRR: `--reserved` may name an organisation too (the real KRR holds
+//!   persons only), so the Reserved paths can be driven with DPV's
+//!   organisation recipients.
+//! - One caller identity: every token acts for the service owner, Digdir
+//!   (991825827), who may use every resource; `role=Recipient` finds nothing.
+//! - Not simulated: notifications (none are sent; `notifications` is empty),
+//!   Dialogporten (a dialog-id reference is always 404/1054; publication does
+//!   not wait for a dialog), access lists and resource policies (4001 never),
+//!   roles of confidential recipients (1044 never), upload checksums (2008
+//!   never), attachment expiry over time, recipients' own calls. The malware
+//!   scan of an upload passes at once. Altinn's Markdown check of bodies (1003)
+//!   accepts everything today, and so does the simulator.
+//! - Approximated: plain-text detection of titles and message senders, mobile
+//!   numbers outside Norway ([`rules`] says how).
+//! - Limits of its own, to protect itself: a JSON body over 64 MiB is 413, a
+//!   multipart text field over 4 MiB is 413; more than 1024 form values is
+//!   ASP.NET's default 400.
 
 pub mod auth;
 pub mod cli;

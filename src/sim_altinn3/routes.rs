@@ -34,7 +34,7 @@ use super::auth::{Auth, Policy};
 use super::conn::Peer;
 use super::model::{self, FormNode, InitRequest, CORRESPONDENCE_STATUS, ROLE};
 use super::problem::{self, codes, AltinnError, ModelError};
-use super::state::AttRecord;
+use super::state::{status_name, AttRecord};
 use super::store::{
     CreateRequest, NewAttachment, NewCorrespondence, Search, Store, StoreError, Views,
 };
@@ -384,109 +384,106 @@ async fn create_multipart(
     ConnectInfo(peer): ConnectInfo<Peer>,
     request: Request,
 ) -> Response {
-    if let Err(r) = gate(
-        &sim,
-        request.headers(),
-        Some("multipart/form-data"),
-        Policy::Sender,
-    ) {
+    let headers = request.headers();
+    if let Err(r) = gate(&sim, headers, Some("multipart/form-data"), Policy::Sender) {
         return r;
     }
-    let mut multipart = match Multipart::from_request(request, &()).await {
+    let multipart = match Multipart::from_request(request, &()).await {
         Ok(m) => m,
         Err(e) => return form_error(&e.body_text()),
     };
-    let mut form = FormNode::default();
-    let mut files = Vec::new();
+    // `temps` deletes, when dropped, every file the create did not keep.
     let mut temps = TempFiles(Vec::new());
-    let mut values = 0;
-    loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return form_error(&e.body_text()),
-        };
-        let name = field.name().unwrap_or("").to_string();
-        match field
-            .file_name()
-            .filter(|f| !f.is_empty())
-            .map(str::to_string)
-        {
-            Some(file_name) => {
-                // Only parts named `attachments` bind to the file list; the
-                // others are read and ignored.
-                let keep = name.eq_ignore_ascii_case("attachments")
-                    || name.eq_ignore_ascii_case("request.attachments");
-                let path = sim.tmp_dir.join(format!("{}.part", Uuid::new_v4()));
-                let mut out = match keep {
-                    true => match tokio::fs::File::create(&path).await {
-                        Ok(f) => {
-                            temps.0.push(path.clone());
-                            Some(f)
-                        }
-                        Err(e) => return store_error(StoreError::Io(e)),
-                    },
-                    false => None,
-                };
-                let mut size = 0u64;
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            size += chunk.len() as u64;
-                            if let Some(f) = out.as_mut() {
-                                if let Err(e) = f.write_all(&chunk).await {
-                                    return store_error(StoreError::Io(e));
-                                }
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return form_error(&e.body_text()),
-                    }
-                }
-                if let Some(mut f) = out {
-                    if let Err(e) = f.flush().await {
-                        return store_error(StoreError::Io(e));
-                    }
-                    files.push(UploadedFile {
-                        file_name,
-                        size,
-                        path,
-                    });
-                }
-            }
-            None => {
-                values += 1;
-                if values > FORM_VALUE_COUNT_LIMIT {
-                    return form_error(&format!(
-                        "Form value count limit {FORM_VALUE_COUNT_LIMIT} exceeded."
-                    ));
-                }
-                let mut text = Vec::new();
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => {
-                            if text.len() + chunk.len() > FORM_VALUE_LIMIT {
-                                return (
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    "a form field is larger than the simulator's 4 MiB limit",
-                                )
-                                    .into_response();
-                            }
-                            text.extend_from_slice(&chunk);
-                        }
-                        Ok(None) => break,
-                        Err(e) => return form_error(&e.body_text()),
-                    }
-                }
-                form.insert(&name, String::from_utf8_lossy(&text).into_owned());
-            }
-        }
-    }
+    let (form, files) = match read_form(multipart, &sim.tmp_dir, &mut temps).await {
+        Ok(read) => read,
+        Err(r) => return r,
+    };
     match model::bind_form(&form) {
         Ok(req) => create(sim, peer, req, files).await,
         Err(errors) => problem::validation_problem(&errors),
     }
-    // `temps` deletes whatever was not kept.
+}
+
+/// Read a multipart body part by part: text fields into the key tree, file
+/// parts named `attachments` chunk by chunk into `tmp_dir` (any other file
+/// part is read and dropped, as ASP.NET ignores it). Memory holds one chunk
+/// of a file at a time, whatever its size.
+async fn read_form(
+    mut multipart: Multipart,
+    tmp_dir: &std::path::Path,
+    temps: &mut TempFiles,
+) -> Result<(FormNode, Vec<UploadedFile>), Response> {
+    let mut form = FormNode::default();
+    let mut files = Vec::new();
+    let mut values = 0;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| form_error(&e.body_text()))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field
+            .file_name()
+            .filter(|f| !f.is_empty())
+            .map(str::to_string);
+        let Some(file_name) = file_name else {
+            values += 1;
+            if values > FORM_VALUE_COUNT_LIMIT {
+                return Err(form_error(&format!(
+                    "Form value count limit {FORM_VALUE_COUNT_LIMIT} exceeded."
+                )));
+            }
+            let mut text = Vec::new();
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| form_error(&e.body_text()))?
+            {
+                if text.len() + chunk.len() > FORM_VALUE_LIMIT {
+                    let why = "a form field is larger than the simulator's 4 MiB limit";
+                    return Err((StatusCode::PAYLOAD_TOO_LARGE, why).into_response());
+                }
+                text.extend_from_slice(&chunk);
+            }
+            form.insert(&name, String::from_utf8_lossy(&text).into_owned());
+            continue;
+        };
+        let keep = name.eq_ignore_ascii_case("attachments")
+            || name.eq_ignore_ascii_case("request.attachments");
+        let path = tmp_dir.join(format!("{}.part", Uuid::new_v4()));
+        let mut out = None;
+        if keep {
+            let f = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| store_error(StoreError::Io(e)))?;
+            temps.0.push(path.clone());
+            out = Some(f);
+        }
+        let mut size = 0u64;
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| form_error(&e.body_text()))?
+        {
+            size += chunk.len() as u64;
+            if let Some(f) = out.as_mut() {
+                f.write_all(&chunk)
+                    .await
+                    .map_err(|e| store_error(StoreError::Io(e)))?;
+            }
+        }
+        if let Some(mut f) = out {
+            f.flush()
+                .await
+                .map_err(|e| store_error(StoreError::Io(e)))?;
+            files.push(UploadedFile {
+                file_name,
+                size,
+                path,
+            });
+        }
+    }
+    Ok((form, files))
 }
 
 fn form_error(detail: &str) -> Response {
@@ -569,7 +566,7 @@ async fn create(sim: Shared, peer: Peer, req: InitRequest, files: Vec<UploadedFi
     json_ok(json!({
         "correspondences": records.iter().map(|r| json!({
             "correspondenceId": r.id,
-            "status": CORRESPONDENCE_STATUS[usize::from(r.highest().status)],
+            "status": status_name(r.highest().status),
             "recipient": r.recipient,
             "notifications": null,
         })).collect::<Vec<_>>(),

@@ -218,9 +218,15 @@ impl Store {
         self.dir.join("attachments").join(format!("{id}.bin"))
     }
 
-    /// The views changed since the last call, for [`Views::write`].
+    /// The views changed since the last call, for [`Views::write`]: the
+    /// latest of each record only (a publish adds two statuses at once).
     pub fn take_views(&mut self) -> Vec<View> {
-        std::mem::take(&mut self.views)
+        let mut views = std::mem::take(&mut self.views);
+        let mut seen = std::collections::HashSet::new();
+        views.reverse();
+        views.retain(|v| seen.insert(v.id));
+        views.reverse();
+        views
     }
 
     fn log(&mut self, e: &Event) -> io::Result<()> {
@@ -604,7 +610,7 @@ fn replay(path: &Path) -> io::Result<(HashMap<Uuid, CorrRecord>, HashMap<Uuid, A
             continue;
         }
         match serde_json::from_slice::<Event>(&line) {
-            Ok(Event::Correspondence(r)) => {
+            Ok(Event::Correspondence(r)) if !r.statuses.is_empty() => {
                 corr.insert(r.id, r);
             }
             Ok(Event::Status { id, entry }) => {
@@ -612,9 +618,10 @@ fn replay(path: &Path) -> io::Result<(HashMap<Uuid, CorrRecord>, HashMap<Uuid, A
                     r.statuses.push(entry);
                 }
             }
-            Ok(Event::Attachment(a)) => {
+            Ok(Event::Attachment(a)) if !a.statuses.is_empty() => {
                 atts.insert(a.id, a);
             }
+            Ok(_) => tracing::warn!(line = n + 1, "skipping a record without statuses"),
             // Torn by a crash mid-write: that change was never acknowledged.
             Err(e) => {
                 tracing::warn!(line = n + 1, error = %e, "skipping an unreadable journal line")
