@@ -706,3 +706,26 @@ fn demo_over_altinn3_in_one_command() {
         12
     );
 }
+
+/// A Maskinporten client without the API's write scope (the wrong client
+/// for sending): Altinn answers 403 and the transport stops; nothing is
+/// created, `run --once` ends with the reason and `status` says it. (Its
+/// token still reads, so `check-config --connect`, which makes one harmless
+/// read, passes: a known limit of a read-only probe.)
+#[test]
+fn a_client_without_the_scopes_is_stopped() {
+    let ws = Workspace::new();
+    let sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "scopes = [\"altinn:correspondence.read\"]");
+    ws.drop_file("a.xml", &sample("valid/letters-nynorsk-english.xml"));
+    let out = ws.run_once("30s");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sim.created().is_empty());
+    assert!(ws.names("outbox").is_empty());
+    assert!(ws.status().contains("transport: "), "{}", ws.status());
+}
