@@ -489,6 +489,10 @@ pub trait Store: Send {
     /// letters in one transaction; the file becomes Packaged.
     fn record_parts(&self, file_id: i64, system_user_code: &str, parts: &[NewPart]) -> Result<()>;
     fn parts_of(&self, file_id: i64) -> Result<Vec<PartRow>>;
+    /// The first `limit` parts of a file not handed over yet (Packaged or
+    /// in flight), in order: what submitting looks at (a file of 10,000
+    /// letters is not read whole for every batch).
+    fn parts_pending(&self, file_id: i64, limit: usize) -> Result<Vec<PartRow>>;
     fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()>;
     /// Several parts at once (one transaction): a batch about to be sent.
     fn set_parts_state(&self, part_ids: &[i64], state: PartState) -> Result<()>;

@@ -774,6 +774,16 @@ impl Store for SqliteJournal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn parts_pending(&self, file_id: i64, limit: usize) -> Result<Vec<PartRow>> {
+        let sql = format!(
+            "SELECT {PART_COLS} FROM parts WHERE file_id = ?1 \
+             AND state IN ('Packaged', 'Uploading') ORDER BY part_no LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![file_id, limit as i64], part_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()> {
         self.conn.execute(
             "UPDATE parts SET state = ?2 WHERE id = ?1",

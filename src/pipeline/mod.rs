@@ -254,6 +254,9 @@ pub struct Pipeline {
     news_seen: bool,
     /// Submitting stopped for the tick with more to send.
     submit_more: bool,
+    /// Some parts wait for another try while others got through: the least
+    /// wait before the next (Altinn's Retry-After).
+    retry_wait: Option<Duration>,
     /// Writing receipts, read events and inputs to the fagsystem's folders.
     delivery: Delivery,
     /// When the remote side may be looked at again (receipts, confirmations,
@@ -305,6 +308,7 @@ impl Pipeline {
             transport_error: None,
             news_seen: false,
             submit_more: false,
+            retry_wait: None,
             last_note: None,
             remote_due: Instant::now(),
             delivery: Delivery {
@@ -379,6 +383,11 @@ impl Pipeline {
             } else {
                 self.backoff.succeeded();
                 self.transport_error = None;
+            }
+            // Parts that wait while others got through: at least as long as
+            // Altinn asked (the transport does not back off further).
+            if let Some(wait) = self.retry_wait.take() {
+                self.backoff.at_least(Some(wait));
             }
             self.note_transport()?;
         }
@@ -794,9 +803,13 @@ impl Pipeline {
                 return Ok(());
             }
             let results = self.transport.submit(&batch);
-            self.record_submitted(&batch, results)?;
+            let go_on = self.record_submitted(&batch, results)?;
             // A long run of batches (Altinn throttling us) must show in `status`.
             self.note_transport()?;
+            if !go_on {
+                // Some wait for another try (Retry-After): next tick.
+                return Ok(());
+            }
             if started.elapsed() >= SUBMIT_PER_TICK {
                 // The other stages get their turn (receipts for what has
                 // gone, the next files validated); the next tick comes at once.
@@ -834,7 +847,7 @@ impl Pipeline {
         'files: for f in self.journal.files_in(FileState::Packaged)? {
             let dir = self.parts_dir(f.id);
             let mut pending = 0;
-            for part in self.journal.parts_of(f.id)? {
+            for part in self.journal.parts_pending(f.id, limit)? {
                 if matches!(part.state, PartState::Uploaded | PartState::Receipted) {
                     continue;
                 }
@@ -926,7 +939,7 @@ impl Pipeline {
                     }
                 }
             }
-            self.record_submitted(&found, results)?;
+            let _ = self.record_submitted(&found, results)?;
         }
         Ok(batch)
     }
@@ -954,12 +967,13 @@ impl Pipeline {
     /// Journal what came of submitting (or settling) `batch`, in one
     /// transaction per kind: parts handed over, answers. Trouble is noted on
     /// the files concerned and makes the transport wait (at least as long as
-    /// Altinn asked, with Retry-After).
+    /// Altinn asked, with Retry-After); it backs off further only when
+    /// nothing got through. `Ok(false)`: stop submitting for this tick.
     fn record_submitted(
         &mut self,
         batch: &[Outgoing],
         results: Vec<transport::Result<Submitted>>,
-    ) -> std::result::Result<(), StageError> {
+    ) -> std::result::Result<bool, StageError> {
         let mut sent = Vec::new();
         let mut answers = Vec::new();
         let mut trouble: Option<TransportError> = None;
@@ -1006,12 +1020,20 @@ impl Pipeline {
         self.journal.set_parts_state(&sent, PartState::Uploaded)?;
         self.journal
             .record_answers(&answers, self.transport.first_poll())?;
+        let progressed = !sent.is_empty() || !answers.is_empty();
         match trouble {
+            // Some got through: Altinn works, these parts wait (at least as
+            // long as it asked) without the transport backing off further.
+            Some(t) if progressed && t.kind == transport::ErrorKind::Transient => {
+                warn!(error = %t, "some parts wait for another try");
+                self.retry_wait = self.retry_wait.max(wait).or(Some(Duration::ZERO));
+                Ok(false)
+            }
             Some(t) => {
                 self.backoff.at_least(wait);
                 Err(StageError::Transport(t))
             }
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 
