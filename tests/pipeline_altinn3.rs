@@ -307,7 +307,14 @@ fn faults_429_5xx_and_lost_answers_create_each_letter_once() {
     let said = wait_for(Duration::from_secs(60), || {
         ws.status().contains("throttling us")
     });
-    let done = wait_for(Duration::from_secs(240), || ws.names("outbox").len() == 4);
+    // Receipts under their final names (a hidden .tmp is one being written).
+    let done = wait_for(Duration::from_secs(240), || {
+        ws.names("outbox")
+            .iter()
+            .filter(|n| !n.starts_with('.') && n.ends_with(".receipt.xml"))
+            .count()
+            == 4
+    });
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert!(said, "status never said we were throttled");
