@@ -563,6 +563,29 @@ fn a_letter_refused_after_a_restart() {
     assert!(refs.values().all(|&n| n == 1), "{refs:?}");
 }
 
+/// Altinn is away while 100 letters go out, so all 100 are left in flight;
+/// it comes back answering 5xx to 30% of calls. Each tick looks the 100 up
+/// by key, and a look-up is one call: some always fail. Those wait for the
+/// next tick, but the letters Altinn said it does not have are sent now, so
+/// the file gets its receipt (a failed look-up once held back all of them,
+/// for ever, with the transport backing off further each time).
+#[test]
+fn letters_left_in_flight_are_sent_though_some_look_ups_fail() {
+    let ws = Workspace::new();
+    let mut sim = SimA3::start(&ws.path("altinn3"), &[]);
+    ws.configure(&sim, "");
+    sim.kill();
+    gen_batch(&ws, "many.xml", 100, "LOOK");
+    let out = ws.run_once("3s");
+    assert_eq!(out.status.code(), Some(3), "pending while Altinn is away");
+    sim.restart_with(&["--rate-5xx", "0.3"]);
+    ws.run_once_ok("90s");
+    assert_eq!(outcome(&ws.receipt("many.xml")), "Accepted");
+    let refs = sim.refs();
+    assert_eq!(refs.len(), 100, "{refs:?}");
+    assert!(refs.values().all(|&n| n == 1), "{refs:?}");
+}
+
 /// Altinn answers "created", then loses the letters (its state wiped):
 /// polling finds them gone (404) and stops; nothing is sent again, and the
 /// receipt already written stands.

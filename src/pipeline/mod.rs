@@ -912,6 +912,13 @@ impl Pipeline {
             let mut results = Vec::new();
             for (out, s) in unsettled.into_iter().zip(settled) {
                 match s {
+                    Ok(Some(Submitted::Retry { reason, after })) => {
+                        // Not known yet (the look-up failed): still in
+                        // flight, looked up again next time.
+                        info!(file = %out.file, part = %out.part.remote_name, reason = %reason, "outcome still unknown after restart");
+                        found.push(out);
+                        results.push(Ok(Submitted::Retry { reason, after }));
+                    }
                     Ok(Some(s)) => {
                         info!(file = %out.file, part = %out.part.remote_name, "upload found delivered after restart");
                         found.push(out);
@@ -939,7 +946,20 @@ impl Pipeline {
                     }
                 }
             }
-            let _ = self.record_submitted(&found, results)?;
+            match self.record_submitted(&found, results) {
+                // The parts the transport did not find go out now (same
+                // key, nothing created twice); a failed look-up must not hold
+                // them back, or with many in flight a small error rate stops
+                // all sending for good. The unsettled wait for the next tick.
+                Err(StageError::Transport(t))
+                    if !batch.is_empty() && t.kind == transport::ErrorKind::Transient =>
+                {
+                    warn!(error = %t, "some parts in flight could not be looked up; the rest go on");
+                }
+                r => {
+                    r?;
+                }
+            }
         }
         Ok(batch)
     }
