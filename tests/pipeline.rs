@@ -60,9 +60,7 @@ poll_ms = 50
 
     /// Drop a file into the inbox the way a careful writer does.
     fn drop_file(&self, name: &str, bytes: &[u8]) {
-        let tmp = self.path("inbox").join(format!(".{name}.tmp"));
-        fs::write(&tmp, bytes).expect("write");
-        fs::rename(&tmp, self.path("inbox").join(name)).expect("rename");
+        drop_careful(&self.path("inbox"), name, bytes);
     }
 
     fn sim(&self, extra: &[&str]) -> Sim {

@@ -50,9 +50,7 @@ poll_ms = 20
     }
 
     fn drop_file(&self, name: &str, bytes: &[u8]) {
-        let tmp = self.path("inbox").join(format!(".{name}.tmp"));
-        fs::write(&tmp, bytes).expect("write");
-        fs::rename(&tmp, self.path("inbox").join(name)).expect("rename");
+        drop_careful(&self.path("inbox"), name, bytes);
     }
 
     fn run_once(&self, timeout: &str) -> Output {

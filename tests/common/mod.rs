@@ -112,6 +112,14 @@ pub fn tag<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// The Outcome of a dpv-batch receipt.
+/// Drop a file into `inbox` the way a careful writer does: a hidden
+/// temporary name first, then a rename, so it is never seen half written.
+pub fn drop_careful(inbox: &Path, name: &str, bytes: &[u8]) {
+    let tmp = inbox.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, inbox.join(name)).expect("rename");
+}
+
 pub fn outcome(xml: &str) -> &str {
     tag(xml, "Outcome").first().copied().unwrap_or("")
 }
