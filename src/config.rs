@@ -382,6 +382,20 @@ impl Run {
     }
 }
 
+/// A duration key: `"2s"`, `"10m"`, `"2h"`, `"1h 30m"` (humantime). The one
+/// parser every duration in the config goes through, so every key takes the
+/// same spellings and a bad one gets the same message.
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"
+        ))
+    })
+}
+
 /// Why a config cannot be used.
 #[derive(Debug)]
 pub enum ConfigError {
@@ -595,7 +609,7 @@ pub mod altinn3 {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserialize;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
     #[serde(rename_all = "lowercase")]
@@ -760,14 +774,7 @@ pub mod altinn3 {
         Duration::from_secs(15)
     }
 
-    fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"
-            ))
-        })
-    }
+    use super::duration;
 
     /// Where an environment's services are, per route.
     struct Urls {
