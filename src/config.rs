@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod load;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -389,12 +391,29 @@ pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<std::time::Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"
-        ))
-    })
+    parse_duration(&s).map_err(serde::de::Error::custom)
 }
+
+/// What [`duration`] accepts, as a plain function (the loader's
+/// `NAME = "2s"` for a `NAME_ms` key goes through it too).
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"))
+}
+
+/// The keys counted in milliseconds from before durations took units. Each
+/// may also be written without `_ms` as a duration (`run.poll = "500ms"`);
+/// giving both is a problem. New duration keys take a duration only
+/// ([`duration`]).
+pub const MILLIS_KEYS: &[&str] = &[
+    "intake.stable_for_ms",
+    "run.poll_ms",
+    "transport.sftp.connect_timeout_ms",
+    "transport.sftp.io_timeout_ms",
+    "transport.sftp.keepalive_ms",
+    "transport.sftp.retry_ms",
+    "transport.sftp.retry_max_ms",
+];
 
 /// Why a config cannot be used.
 #[derive(Debug)]
@@ -427,28 +446,103 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Everything `check-config` tells about a config file.
+pub struct Inspection {
+    /// The config, when it could be read (with stand-ins for missing keys
+    /// when there are problems).
+    pub config: Option<Config>,
+    /// Every problem: reading (each with its key and line), then the checks.
+    pub problems: Vec<String>,
+    /// `(key, variable)`: values from `DPV_BATCH__*` environment variables.
+    pub from_env: Vec<(String, String)>,
+    /// `(key, file)`: values read from an `X_file`.
+    pub from_files: Vec<(String, PathBuf)>,
+}
+
 impl Config {
     /// Read and parse a config file; relative paths are taken relative to
     /// the config file's folder, so a config works from any directory.
+    /// Every problem in reading it is reported at once
+    /// ([`load`](self::load) tells how), with environment overrides and
+    /// secrets from files applied.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse(path.to_path_buf(), e.to_string()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        config.resolve(base);
-        Ok(config)
+        let (inspection, _) = Config::read(path)?;
+        match inspection.config {
+            Some(config) if inspection.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(
+                path.to_path_buf(),
+                inspection.problems,
+            )),
+        }
     }
 
     /// Load and check: the config a daemon may run with.
     pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
-        let config = Config::load(path)?;
-        let problems = config.check();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid(path.to_path_buf(), problems))
+        let inspection = Config::inspect(path)?;
+        match inspection.config {
+            Some(config) if inspection.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(
+                path.to_path_buf(),
+                inspection.problems,
+            )),
         }
+    }
+
+    /// Every problem `run` would meet: reading and [`Config::check`] at
+    /// once. `Err` only when the file cannot be read or is not TOML.
+    pub fn inspect(path: &Path) -> Result<Inspection, ConfigError> {
+        let (mut inspection, stand_ins) = Config::read(path)?;
+        if let Some(config) = &inspection.config {
+            // A check about a key that was missing (and got a stand-in)
+            // would only repeat that problem, in stranger words.
+            let markers: Vec<String> = stand_ins
+                .iter()
+                .map(|k| {
+                    k.rsplit_once('.')
+                        .map_or(k.as_str(), |(s, _)| s)
+                        .to_string()
+                })
+                .collect();
+            let repeats = |p: &String| {
+                markers
+                    .iter()
+                    .any(|m| p.contains(&format!("{m}.")) || p.contains(&format!("[{m}]")))
+            };
+            let checks = config.check();
+            inspection
+                .problems
+                .extend(checks.into_iter().filter(|p| !repeats(p)));
+        }
+        Ok(inspection)
+    }
+
+    fn read(path: &Path) -> Result<(Inspection, Vec<String>), ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let outside = load::Outside::from_process(base);
+        let loaded = load::load::<Config>(&text, &outside, MILLIS_KEYS).map_err(|e| {
+            ConfigError::Parse(
+                path.to_path_buf(),
+                format!(
+                    "{e}(a TOML syntax error: only the first one can be found; fix it and \
+                     check again)"
+                ),
+            )
+        })?;
+        let config = loaded.value.map(|mut c| {
+            c.resolve(base);
+            c
+        });
+        Ok((
+            Inspection {
+                config,
+                problems: loaded.problems,
+                from_env: loaded.from_env,
+                from_files: loaded.from_files,
+            },
+            loaded.stand_ins,
+        ))
     }
 
     fn resolve(&mut self, base: &Path) {

@@ -1,0 +1,582 @@
+//! Reading the config file so that *every* problem shows at once.
+//!
+//! serde stops at the first error, and an operator who fixes one typo only
+//! to meet the next one at 02:00 deserves better. So the file goes through
+//! these steps, each generic (a section added tomorrow gets all of it):
+//!
+//! 1. **Parse** the text to a TOML table, remembering the line of every key
+//!    (a *syntax* error stops here: after one, TOML cannot tell reliably
+//!    what the rest means, so only the first is reported);
+//! 2. **environment overrides**: `DPV_BATCH__SECTION__KEY=value` (nested:
+//!    `DPV_BATCH__TRANSPORT__SFTP__HOST`) sets `section.key` in the table.
+//!    The value is read as a TOML value when it is one (`500`, `true`,
+//!    `["a", "b"]`), otherwise it is the text itself;
+//! 3. **systemd credentials**: a string starting `${CREDENTIALS_DIRECTORY}/`
+//!    is taken relative to that variable (`LoadCredential=NAME:/path`);
+//! 4. **durations**: the keys that count milliseconds (`poll_ms`) may be
+//!    written as durations without the `_ms` (`poll = "500ms"`);
+//! 5. **deserialize**, and on an error note it with its key path and line,
+//!    take the offending key out (or put a stand-in where a key is missing)
+//!    and go again, until the config goes through. On the way, an unknown
+//!    key `X_file` means "the value of `X` is this file's content" (secrets
+//!    kept out of the config), and a value from the environment that does
+//!    not fit as a number or boolean is tried as the text it was.
+//!
+//! The config itself (`super::Config`) only sees a table that went through
+//! all of this; it does not know where a value came from.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+/// The prefix of environment overrides: `DPV_BATCH__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "DPV_BATCH__";
+/// systemd's credentials folder (`LoadCredential=`), in a path value.
+pub const CREDENTIALS: &str = "${CREDENTIALS_DIRECTORY}/";
+/// The environment variable systemd sets for a unit with credentials.
+pub const CREDENTIALS_VAR: &str = "CREDENTIALS_DIRECTORY";
+
+/// Rounds of "deserialize, note the error, take it out" before giving up
+/// (a config has a few dozen keys; this is only a guard against a loop).
+const MAX_ROUNDS: usize = 300;
+
+/// What the loader found.
+pub struct Loaded<T> {
+    /// `None` only when the loader had to give up (see `problems`).
+    pub value: Option<T>,
+    /// Every problem, each naming its key and where it came from.
+    pub problems: Vec<String>,
+    /// Keys that were missing and got a stand-in value so the rest could be
+    /// read: later checks about them would only repeat the problem.
+    pub stand_ins: Vec<String>,
+    /// `(key, variable)` for every value taken from the environment.
+    pub from_env: Vec<(String, String)>,
+    /// `(key, file)` for every value read from an `X_file`.
+    pub from_files: Vec<(String, PathBuf)>,
+}
+
+/// Where the loader gets what is outside the file (the process's
+/// environment; tests give their own).
+pub struct Outside {
+    /// `DPV_BATCH__*` variables, in any order.
+    pub overrides: Vec<(String, String)>,
+    /// `$CREDENTIALS_DIRECTORY`, when set.
+    pub credentials: Option<PathBuf>,
+    /// The config file's folder: relative `X_file` paths start there.
+    pub base: PathBuf,
+}
+
+impl Outside {
+    /// The process's environment; `base` is the config file's folder.
+    pub fn from_process(base: &Path) -> Outside {
+        let mut overrides = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(ENV_PREFIX) {
+                continue;
+            }
+            // A value that is not UTF-8 cannot be TOML; say so by name.
+            let value = value
+                .to_str()
+                .map_or_else(|| "\u{FFFD}".into(), str::to_string);
+            overrides.push((name.to_string(), value));
+        }
+        Outside {
+            overrides,
+            credentials: std::env::var_os(CREDENTIALS_VAR).map(PathBuf::from),
+            base: base.to_path_buf(),
+        }
+    }
+}
+
+/// Where a value came from, for messages.
+#[derive(Clone)]
+enum Origin {
+    /// The config file, this line.
+    Line(usize),
+    /// An environment variable, with its text as given.
+    Env { var: String, raw: String },
+    /// The content of the file an `X_file` key named.
+    File { key: String, path: PathBuf },
+}
+
+/// A key path: `transport.sftp.host` is `["transport", "sftp", "host"]`.
+type KeyPath = Vec<String>;
+
+/// `transport.sftp.host`; a key that is not a bare TOML key is quoted
+/// (`transport.altinn3.resources."4255/10"`).
+pub fn shown(path: &[String]) -> String {
+    path.iter()
+        .map(|k| {
+            let bare = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if bare {
+                k.clone()
+            } else {
+                format!("{k:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Read `text` into a `T`, with every problem (see the module docs).
+/// `Err` is a TOML syntax error: the first, as only it can be trusted.
+/// `millis` lists the keys counted in milliseconds (`run.poll_ms`) that may
+/// also be written as durations (`run.poll = "500ms"`).
+pub fn load<T: DeserializeOwned>(
+    text: &str,
+    outside: &Outside,
+    millis: &[&str],
+) -> Result<Loaded<T>, String> {
+    let spans = toml::de::DeTable::parse(text).map_err(|e| e.to_string())?;
+    let mut table: Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut l = Loader {
+        origins: HashMap::new(),
+        problems: Vec::new(),
+        reported: HashSet::new(),
+        stand_ins: Vec::new(),
+        from_env: Vec::new(),
+        from_files: Vec::new(),
+    };
+    let mut prefix = Vec::new();
+    l.note_lines(spans.get_ref(), text, &mut prefix);
+    l.apply_env(&mut table, &outside.overrides);
+    l.apply_credentials(&mut table, outside.credentials.as_deref(), &mut Vec::new());
+    l.apply_millis(&mut table, millis);
+    let value = l.deserialize(&mut table, &outside.base);
+    l.from_env.sort();
+    Ok(Loaded {
+        value,
+        problems: l.problems,
+        stand_ins: l.stand_ins.iter().map(|p| shown(p)).collect(),
+        from_env: l.from_env,
+        from_files: l.from_files,
+    })
+}
+
+struct Loader {
+    origins: HashMap<KeyPath, Origin>,
+    problems: Vec<String>,
+    /// Keys already reported: a follow-on ("missing" after a bad value was
+    /// taken out) is not reported again.
+    reported: HashSet<KeyPath>,
+    stand_ins: Vec<KeyPath>,
+    from_env: Vec<(String, String)>,
+    from_files: Vec<(String, PathBuf)>,
+}
+
+impl Loader {
+    fn note_lines(&mut self, table: &toml::de::DeTable<'_>, text: &str, prefix: &mut KeyPath) {
+        for (key, value) in table.iter() {
+            prefix.push(key.get_ref().to_string());
+            let line = text[..key.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            self.origins.insert(prefix.clone(), Origin::Line(line));
+            if let toml::de::DeValue::Table(inner) = value.get_ref() {
+                self.note_lines(inner, text, prefix);
+            }
+            prefix.pop();
+        }
+    }
+
+    /// ` (line 7)`, ` (from DPV_BATCH__RUN__POLL)`, or `` when not known.
+    fn source(&self, path: &[String]) -> String {
+        match self.origins.get(path) {
+            Some(Origin::Line(n)) => format!(" (line {n})"),
+            Some(Origin::Env { var, .. }) => format!(" (from {var})"),
+            Some(Origin::File { key, path }) => {
+                format!(" (from {}, given as {key})", path.display())
+            }
+            None => String::new(),
+        }
+    }
+
+    fn problem(&mut self, path: &[String], what: impl std::fmt::Display) {
+        let key = if path.is_empty() {
+            "the config".to_string()
+        } else {
+            shown(path)
+        };
+        self.problems
+            .push(format!("{key}{}: {what}", self.source(path)));
+        self.reported.insert(path.to_vec());
+    }
+
+    fn apply_env(&mut self, table: &mut Table, overrides: &[(String, String)]) {
+        let mut overrides = overrides.to_vec();
+        overrides.sort();
+        for (var, raw) in overrides {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: KeyPath = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.iter().any(|k| k.is_empty()) {
+                self.problems.push(format!(
+                    "{var}: not an override; name the key as DPV_BATCH__SECTION__KEY \
+                     (two underscores between the parts)"
+                ));
+                continue;
+            }
+            match set(table, &path, parse_env_value(&raw)) {
+                Ok(()) => {
+                    self.origins.insert(
+                        path.clone(),
+                        Origin::Env {
+                            var: var.clone(),
+                            raw,
+                        },
+                    );
+                    self.from_env.push((shown(&path), var));
+                }
+                Err(parent) => self.problems.push(format!(
+                    "{var}: cannot set {}: {} is not a section",
+                    shown(&path),
+                    shown(&parent)
+                )),
+            }
+        }
+    }
+
+    fn apply_credentials(&mut self, table: &mut Table, dir: Option<&Path>, prefix: &mut KeyPath) {
+        let keys: Vec<String> = table.keys().cloned().collect();
+        for key in keys {
+            prefix.push(key.clone());
+            match table.get_mut(&key) {
+                Some(Value::Table(inner)) => self.apply_credentials(inner, dir, prefix),
+                Some(Value::String(s)) if s.starts_with(CREDENTIALS) => {
+                    let given = s.clone();
+                    let name = &given[CREDENTIALS.len()..];
+                    match dir {
+                        Some(dir) => {
+                            *s = dir.join(name).to_string_lossy().into_owned();
+                        }
+                        None => {
+                            table.remove(&key);
+                            self.problem(
+                                prefix,
+                                format!(
+                                    "\"{given}\" names a systemd credential, but \
+                                     ${CREDENTIALS_VAR} is not set: run dpv-batch from its \
+                                     unit (LoadCredential={name}:/path/to/file), or give the \
+                                     file's own path"
+                                ),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            prefix.pop();
+        }
+    }
+
+    fn apply_millis(&mut self, table: &mut Table, millis: &[&str]) {
+        for key in millis {
+            let ms_path: KeyPath = key.split('.').map(str::to_string).collect();
+            let Some((ms_name, parent)) = ms_path.split_last() else {
+                continue;
+            };
+            let Some(name) = ms_name.strip_suffix("_ms") else {
+                continue;
+            };
+            let mut path = parent.to_vec();
+            path.push(name.to_string());
+            let Some(Value::Table(section)) = get_mut(table, parent) else {
+                continue;
+            };
+            let Some(value) = section.remove(name) else {
+                continue;
+            };
+            if section.contains_key(ms_name.as_str()) {
+                self.problem(
+                    &path,
+                    format!(
+                        "given together with {}; give one ({} = \"2s\", or {} in milliseconds)",
+                        shown(&ms_path),
+                        shown(&path),
+                        shown(&ms_path)
+                    ),
+                );
+                continue;
+            }
+            let parsed = match &value {
+                Value::String(s) => super::parse_duration(s),
+                _ => Err(format!(
+                    "{value} is not a duration like \"500ms\", \"2s\" or \"10m\" (a number of \
+                     milliseconds goes in {})",
+                    shown(&ms_path)
+                )),
+            };
+            match parsed {
+                Ok(d) => {
+                    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    section.insert(ms_name.clone(), Value::Integer(ms));
+                    if let Some(origin) = self.origins.get(&path).cloned() {
+                        self.origins.insert(ms_path.clone(), origin);
+                    }
+                }
+                Err(e) => self.problem(&path, e),
+            }
+        }
+    }
+
+    /// Deserialize until it goes through, noting and taking out each error.
+    fn deserialize<T: DeserializeOwned>(&mut self, table: &mut Table, base: &Path) -> Option<T> {
+        // Stand-ins still being tried: the index of the next candidate.
+        let mut trying: HashMap<KeyPath, usize> = HashMap::new();
+        // Environment values already tried as plain text.
+        let mut as_text: HashSet<KeyPath> = HashSet::new();
+        for _ in 0..MAX_ROUNDS {
+            let err = match serde_path_to_error::deserialize::<_, T>(Value::Table(table.clone())) {
+                Ok(v) => return Some(v),
+                Err(e) => e,
+            };
+            let path: KeyPath = err
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let message = err.inner().message().to_string();
+
+            if let Some(field) = quoted_after(&message, "unknown field `") {
+                let mut full = path.clone();
+                if full.last() != Some(&field) {
+                    full.push(field.clone());
+                }
+                if let Some(base_name) = field.strip_suffix("_file") {
+                    if let Some(Value::String(file)) = get_mut(table, &full).cloned() {
+                        self.secret_file(table, &full, base_name, &file, base);
+                        continue;
+                    }
+                }
+                let expected = message
+                    .split_once(", ")
+                    .map_or(String::new(), |(_, rest)| format!("; {rest}"));
+                self.problem(&full, format!("unknown key{expected}"));
+                if !remove(table, &full) {
+                    break;
+                }
+                continue;
+            }
+
+            if let Some(field) = quoted_after(&message, "missing field `") {
+                let mut full = path.clone();
+                full.push(field);
+                let implied = self.reported.contains(&full)
+                    || self.stand_ins.iter().any(|s| full.starts_with(s));
+                if !implied {
+                    let parent = &full[..full.len() - 1];
+                    let section = if parent.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in [{}]{}", shown(parent), self.source(parent))
+                    };
+                    self.problems.push(format!(
+                        "{}: missing{section}; this key has no default",
+                        shown(&full)
+                    ));
+                }
+                self.reported.insert(full.clone());
+                self.stand_ins.push(full.clone());
+                trying.insert(full.clone(), 1);
+                if set(table, &full, STAND_INS[0].clone()).is_err() {
+                    break;
+                }
+                continue;
+            }
+
+            // A value of the wrong type or form at `path`.
+            if let Some(next) = trying.get_mut(&path) {
+                // Our own stand-in did not fit: try the next kind of value
+                // (an enum says which names it takes).
+                let candidate = match quoted_after(&message, "expected one of `")
+                    .or_else(|| quoted_after(&message, "expected `"))
+                {
+                    Some(variant) if message.starts_with("unknown variant") => {
+                        Value::String(variant)
+                    }
+                    _ => match STAND_INS.get(*next) {
+                        Some(v) => {
+                            *next += 1;
+                            v.clone()
+                        }
+                        None => break,
+                    },
+                };
+                if set(table, &path, candidate).is_err() {
+                    break;
+                }
+                continue;
+            }
+            if let Some(Origin::Env { raw, .. }) = self.origins.get(&path).cloned() {
+                if as_text.insert(path.clone())
+                    && !matches!(get_mut(table, &path), Some(Value::String(_)))
+                {
+                    // `HOST=10` read as a number; the key wants text.
+                    if set(table, &path, Value::String(raw)).is_ok() {
+                        continue;
+                    }
+                }
+            }
+            let key = deepest_key(table, &path);
+            if key.is_empty() {
+                self.problem(&path, &message);
+                break;
+            }
+            self.problem(&key, &message);
+            if !remove(table, &key) {
+                break;
+            }
+        }
+        self.problems
+            .push("(reading stopped here: fix the problems above, then check again)".to_string());
+        None
+    }
+
+    /// `X_file = "path"`: `X` is the file's content (a trailing newline
+    /// taken off), so a secret need not be written in the config.
+    fn secret_file(
+        &mut self,
+        table: &mut Table,
+        full: &[String],
+        name: &str,
+        file: &str,
+        base: &Path,
+    ) {
+        let mut target = full[..full.len() - 1].to_vec();
+        target.push(name.to_string());
+        remove(table, full);
+        if get_mut(table, &target).is_some() {
+            self.problem(
+                full,
+                format!("given together with {}; give one", shown(&target)),
+            );
+            return;
+        }
+        let path = base.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let value = text
+                    .strip_suffix('\n')
+                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                    .unwrap_or(&text);
+                let key = shown(full);
+                if let Some(Origin::Env { var, .. }) = self.origins.get(full) {
+                    self.from_env.push((shown(&target), var.clone()));
+                }
+                self.origins.insert(
+                    target.clone(),
+                    Origin::File {
+                        key,
+                        path: path.clone(),
+                    },
+                );
+                let _ = set(table, &target, Value::String(value.to_string()));
+                self.from_files.push((shown(&target), path));
+            }
+            Err(e) => {
+                self.problem(full, format!("cannot read {}: {e}", path.display()));
+                self.reported.insert(target);
+            }
+        }
+    }
+}
+
+/// What a missing key gets so the rest can be read; tried in order until
+/// one fits its type.
+static STAND_INS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| {
+    vec![
+        Value::String(String::new()),
+        Value::Integer(0),
+        Value::Boolean(false),
+        Value::Array(Vec::new()),
+        Value::Table(Table::new()),
+    ]
+});
+
+/// An environment value: a TOML value when it reads as exactly one
+/// (`500`, `true`, `["a"]`, `{ a = 1 }`), otherwise the text itself.
+fn parse_env_value(raw: &str) -> Value {
+    match format!("v = {raw}").parse::<Table>() {
+        Ok(t) if t.len() == 1 => t.get("v").cloned().unwrap_or_else(|| raw.into()),
+        _ => Value::String(raw.to_string()),
+    }
+}
+
+/// The name between backticks after `marker` in a serde message.
+fn quoted_after(message: &str, marker: &str) -> Option<String> {
+    let rest = &message[message.find(marker)? + marker.len()..];
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn get_mut<'a>(table: &'a mut Table, path: &[String]) -> Option<&'a mut Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for k in parents {
+        t = match t.get_mut(k)? {
+            Value::Table(inner) => inner,
+            _ => return None,
+        };
+    }
+    t.get_mut(last)
+}
+
+/// Set `path` to `value`, making sections on the way; `Err(parent)` when a
+/// part of the way is a value, not a section.
+fn set(table: &mut Table, path: &[String], value: Value) -> Result<(), KeyPath> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(Vec::new());
+    };
+    let mut t = table;
+    for (i, k) in parents.iter().enumerate() {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        t = match entry {
+            Value::Table(inner) => inner,
+            _ => return Err(path[..=i].to_vec()),
+        };
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// The longest prefix of `path` that names a key of a section (an error
+/// inside an array or a value's own structure is the key's).
+fn deepest_key(table: &Table, path: &[String]) -> KeyPath {
+    let mut t = table;
+    let mut key = Vec::new();
+    for k in path {
+        let Some(v) = t.get(k) else { break };
+        key.push(k.clone());
+        match v {
+            Value::Table(inner) => t = inner,
+            _ => break,
+        }
+    }
+    key
+}
+
+fn remove(table: &mut Table, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut t = table;
+    for k in parents {
+        t = match t.get_mut(k) {
+            Some(Value::Table(inner)) => inner,
+            _ => return false,
+        };
+    }
+    t.remove(last).is_some()
+}
