@@ -638,6 +638,8 @@ impl Config {
                     "{key} ({}) exists but is not a folder",
                     a.display()
                 ));
+            } else if let Some(why) = folder_problem(a) {
+                problems.push(format!("{key} ({}) {why}", a.display()));
             }
         }
         // Files move by rename: inbox -> state/staging -> archive or failed.
@@ -674,11 +676,19 @@ impl Config {
             problems.push("package.max_part_letters must be at least 1 and package.max_part_bytes at least 65536".into());
         }
         match self.transport.kind {
-            TransportKind::Local => {
-                if self.transport.local.is_none() {
-                    problems.push("transport.kind is \"local\" but there is no [transport.local] section with root = \"...\"".into());
+            TransportKind::Local => match &self.transport.local {
+                None => problems.push("transport.kind is \"local\" but there is no [transport.local] section with root = \"...\"".into()),
+                // The transport writes upload/ and takes files out of
+                // receipts/ and confirmations/ under its root.
+                Some(local) => {
+                    for sub in ["upload", "receipts", "confirmations"] {
+                        let dir = local.root.join(sub);
+                        if let Some(why) = folder_problem(&dir) {
+                            problems.push(format!("transport.local.root: {} {why}", dir.display()));
+                        }
+                    }
                 }
-            }
+            },
             TransportKind::Sftp => match &self.transport.sftp {
                 None => problems.push("transport.kind is \"sftp\" but there is no [transport.sftp] section (host, user, private_key, known_hosts)".into()),
                 Some(sftp) => problems.extend(sftp.check()),
@@ -1172,6 +1182,16 @@ pub mod altinn3 {
         None
     }
 
+    /// Whether `path` is in systemd's credentials folder for this unit.
+    fn in_credentials(path: &Path) -> bool {
+        std::env::var_os(super::load::CREDENTIALS_VAR).is_some_and(|dir| {
+            let dir = Path::new(&dir);
+            !dir.as_os_str().is_empty()
+                && path.starts_with(dir)
+                && path.parent().and_then(|p| p.canonicalize().ok()) == dir.canonicalize().ok()
+        })
+    }
+
     /// Why a private key file may not be used: unreadable, or readable by
     /// others than its owner (with the fix). The content is checked by the
     /// client (`altinn3::auth`), which never prints it.
@@ -1180,7 +1200,13 @@ pub mod altinn3 {
         let meta = std::fs::metadata(path)
             .map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        // systemd writes a credential 0400 and lets the service's user read
+        // it through an ACL entry, whose mask `stat` shows in the group bits
+        // (0440) although no group can read it; the folder is the unit's
+        // own, read-only. So there, group bits are the ACL and only "other"
+        // bits count.
+        let private = if in_credentials(path) { 0o007 } else { 0o077 };
+        if mode & private != 0 {
             return Err(format!(
                 "{} is readable by others (mode {mode:o}); a private key must be readable by its \
                  owner only: run `chmod 600 {}`",
@@ -1221,6 +1247,55 @@ fn real_path(path: &Path) -> PathBuf {
         return real;
     }
     absolute
+}
+
+/// Why `run` could not use `dir` as a folder it writes: an existing folder
+/// must take a new file (one is really made and removed: permission bits
+/// do not tell about read-only mounts, or root), and a missing one must be
+/// creatable (a folder is really made and removed in its nearest existing
+/// ancestor). `None` when it can. The names are hidden (`.dpv-batch-check-*`),
+/// which intake and the fagsystem pass over.
+fn folder_problem(dir: &Path) -> Option<String> {
+    let probe = |at: &Path| at.join(format!(".dpv-batch-check-{}", std::process::id()));
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            let file = probe(dir);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&file)
+            {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&file);
+                    None
+                }
+                Err(e) => Some(format!("cannot be written: {e}")),
+            }
+        }
+        Ok(_) => Some("is not a folder".into()),
+        Err(_) => {
+            let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.exists()) else {
+                return Some("cannot be created: no part of it exists".into());
+            };
+            if !ancestor.is_dir() {
+                return Some(format!(
+                    "cannot be created: {} is a file, not a folder",
+                    ancestor.display()
+                ));
+            }
+            let trial = probe(ancestor);
+            match std::fs::create_dir(&trial) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir(&trial);
+                    None
+                }
+                Err(e) => Some(format!(
+                    "does not exist and cannot be created: {} cannot be written: {e}",
+                    ancestor.display()
+                )),
+            }
+        }
+    }
 }
 
 /// The device a path (or its nearest existing ancestor) lives on.

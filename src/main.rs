@@ -512,9 +512,30 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
 }
 
 fn check_config(config: &std::path::Path, connect: bool) -> ExitCode {
-    let cfg = match load_config(config) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
+    use dpv_batch::config::{Config, ConfigError};
+    let inspection = match Config::inspect(config) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("dpv-batch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Where values came from (never the values: they may be secrets).
+    let mut origins = String::new();
+    for (key, var) in &inspection.from_env {
+        origins.push_str(&format!("{key}: from the environment ({var})\n"));
+    }
+    for (key, file) in &inspection.from_files {
+        origins.push_str(&format!("{key}: from the file {}\n", file.display()));
+    }
+    let _ = print_stdout(&origins);
+    let cfg = match inspection.config {
+        Some(cfg) if inspection.problems.is_empty() => cfg,
+        _ => {
+            let e = ConfigError::Invalid(config.to_path_buf(), inspection.problems);
+            eprintln!("dpv-batch: {e}");
+            return ExitCode::from(2);
+        }
     };
     let _ = print_stdout(&format!("{}: OK\n", config.display()));
     if !connect {

@@ -258,6 +258,13 @@ impl Loader {
                         }
                         None => {
                             table.remove(&key);
+                            // `X_file` taken out: `X` is missing because of it.
+                            if let Some(name) = key.strip_suffix("_file") {
+                                let mut base = prefix.clone();
+                                base.pop();
+                                base.push(name.to_string());
+                                self.reported.insert(base);
+                            }
                             self.problem(
                                 prefix,
                                 format!(

@@ -354,8 +354,8 @@ pub fn check_connection(config: &crate::config::Config) -> std::result::Result<S
                 .as_ref()
                 .ok_or("there is no [transport.sftp] section")?;
             let mut t = sftp::Sftp::new(cfg).map_err(|e| e.to_string())?;
-            t.probe().map_err(|e| e.to_string())?;
-            Ok(t.describe())
+            t.check_steps()
+                .map_err(|(step, e)| format!("the {} step failed: {e}", step.describe()))
         }
         TransportKind::Local => {
             let mut t = open_files(config).map_err(|e| e.to_string())?;

@@ -90,6 +90,37 @@ const ERR_METHOD_NOT_SUPPORTED: i32 = -33;
 const ERR_KEYFILE_AUTH_FAILED: i32 = -48;
 const ERR_ALGO_UNSUPPORTED: i32 = -51;
 
+/// The steps of a login, in order: what `check-config --connect` names
+/// when one fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Resolving the host and opening the TCP connection.
+    Tcp,
+    /// The SSH handshake (key exchange, ciphers).
+    Handshake,
+    /// The server's host key against the pinned ones.
+    HostKey,
+    /// Key authentication of the account.
+    Auth,
+    /// Starting SFTP on the session.
+    Subsystem,
+    /// The configured remote folders.
+    Folders,
+}
+
+impl Step {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Step::Tcp => "TCP connection",
+            Step::Handshake => "SSH handshake",
+            Step::HostKey => "host key",
+            Step::Auth => "authentication",
+            Step::Subsystem => "SFTP subsystem",
+            Step::Folders => "remote folders",
+        }
+    }
+}
+
 /// An SFTP account as a [`Transport`].
 pub struct Sftp {
     settings: Settings,
@@ -205,6 +236,12 @@ impl Settings {
 
     /// TCP connect, SSH handshake, host key check, key authentication, SFTP.
     fn connect(&self) -> Result<Conn> {
+        self.connect_steps().map_err(|(_, e)| e)
+    }
+
+    /// [`Settings::connect`], telling which step failed.
+    fn connect_steps(&self) -> std::result::Result<Conn, (Step, TransportError)> {
+        let at = |step: Step| move |e: TransportError| (step, e);
         let cfg = &self.cfg;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
@@ -214,7 +251,8 @@ impl Settings {
                     "sftp {}: cannot resolve {}: {e}",
                     self.target, cfg.host
                 ))
-            })?
+            })
+            .map_err(at(Step::Tcp))?
             .collect();
         let mut last = None;
         let mut tcp = None;
@@ -229,13 +267,21 @@ impl Settings {
         }
         let tcp = tcp.ok_or_else(|| {
             let why = last.map_or_else(|| "no address".to_string(), |e| e.to_string());
-            transient(format!("sftp {}: cannot connect: {why}", self.target))
+            (
+                Step::Tcp,
+                transient(format!("sftp {}: cannot connect: {why}", self.target)),
+            )
         })?;
         let _ = tcp.set_nodelay(true);
 
-        let handshake_err = |e: ssh2::Error| TransportError {
-            kind: classify(&e),
-            message: format!("sftp {}: SSH handshake failed: {e}", self.target),
+        let handshake_err = |e: ssh2::Error| {
+            (
+                Step::Handshake,
+                TransportError {
+                    kind: classify(&e),
+                    message: format!("sftp {}: SSH handshake failed: {e}", self.target),
+                },
+            )
         };
         let mut session = Session::new().map_err(handshake_err)?;
         session.set_tcp_stream(tcp);
@@ -252,35 +298,45 @@ impl Settings {
         session.handshake().map_err(|e| {
             let mut err = handshake_err(e);
             if !algos.is_empty() {
-                err.message
+                err.1
+                    .message
                     .push_str(&format!(" (host key types pinned: {algos})"));
             }
             err
         })?;
 
         let (offered, _) = session.host_key().ok_or_else(|| {
-            transient(format!("sftp {}: the server sent no host key", self.target))
+            (
+                Step::HostKey,
+                transient(format!("sftp {}: the server sent no host key", self.target)),
+            )
         })?;
         let offered_fp = super::hostkey::fingerprint(offered);
         let offered_algo = ssh_key_algo(offered);
         match self.pins.verdict(offered) {
             Verdict::Trusted => {}
             Verdict::Revoked => {
-                return Err(permanent(format!(
+                return Err((
+                    Step::HostKey,
+                    permanent(format!(
                     "sftp {}: the server's host key {offered_algo} {offered_fp} is marked @revoked \
                      in known_hosts; not connecting",
                     self.target
-                )))
+                )),
+                ))
             }
             Verdict::Mismatch => {
-                return Err(permanent(format!(
+                return Err((
+                    Step::HostKey,
+                    permanent(format!(
                     "sftp {}: host key mismatch: expected {}, the server offered {offered_algo} \
                      {offered_fp}. Not connecting: someone may be posing as the server. If the \
                      server's key was changed on purpose, pin the new key (known_hosts or \
                      host_key_fingerprints) after checking it with the server's operator",
                     self.target,
                     self.pins.describe_expected()
-                )))
+                )),
+                ))
             }
         }
 
@@ -303,26 +359,34 @@ impl Settings {
             } else {
                 format!("sftp {}: authentication failed: {e}", self.target)
             };
-            return Err(TransportError { kind, message });
+            return Err((Step::Auth, TransportError { kind, message }));
         }
         if !session.authenticated() {
-            return Err(permanent(format!(
-                "sftp {}: authentication refused for user {} with key {}",
-                self.target,
-                cfg.user,
-                cfg.private_key.display()
-            )));
+            return Err((
+                Step::Auth,
+                permanent(format!(
+                    "sftp {}: authentication refused for user {} with key {}",
+                    self.target,
+                    cfg.user,
+                    cfg.private_key.display()
+                )),
+            ));
         }
         if cfg.keepalive_ms > 0 {
             let secs = u32::try_from(cfg.keepalive_ms.div_ceil(1000)).unwrap_or(u32::MAX);
             session.set_keepalive(true, secs);
         }
-        let sftp = session.sftp().map_err(|e| TransportError {
-            kind: classify(&e),
-            message: format!(
-                "sftp {}: the server did not start the SFTP subsystem: {e}",
-                self.target
-            ),
+        let sftp = session.sftp().map_err(|e| {
+            (
+                Step::Subsystem,
+                TransportError {
+                    kind: classify(&e),
+                    message: format!(
+                        "sftp {}: the server did not start the SFTP subsystem: {e}",
+                        self.target
+                    ),
+                },
+            )
         })?;
         Ok(Conn {
             sftp,
@@ -437,6 +501,56 @@ impl Sftp {
                 .map(|_| ())
                 .map_err(|e| s.remote_err("look at", Path::new("."), &e))
         })
+    }
+
+    /// `check-config --connect`: log in once (no retries) and look at every
+    /// configured folder; an upload folder must take a (hidden, removed)
+    /// file. Says what was reached, or which [`Step`] failed and why.
+    pub fn check_steps(&mut self) -> std::result::Result<String, (Step, String)> {
+        let s = &self.settings;
+        let c = s.connect_steps().map_err(|(step, e)| (step, e.message))?;
+        let folder = |e: TransportError| (Step::Folders, e.message);
+        let cfg = &s.cfg;
+        let mut dirs = vec![
+            ("upload_dir", &cfg.upload_dir),
+            ("receipt_dir", &cfg.receipt_dir),
+            ("confirmation_dir", &cfg.confirmation_dir),
+        ];
+        if let Some(p) = &cfg.processed_receipt_dir {
+            dirs.push(("processed_receipt_dir", p));
+        }
+        for (key, dir) in &dirs {
+            let path = Path::new(dir.as_str());
+            match c.sftp.stat(path) {
+                Ok(st) if st.is_dir() => {}
+                Ok(_) => {
+                    return Err((
+                        Step::Folders,
+                        format!("transport.sftp.{key} ({dir}) is not a folder on the server"),
+                    ))
+                }
+                Err(e) => {
+                    let err = s.remote_err("look at", path, &e);
+                    return Err((
+                        Step::Folders,
+                        format!("transport.sftp.{key} ({dir}): {}", err.message),
+                    ));
+                }
+            }
+        }
+        let probe = s.remote(&cfg.upload_dir, ".dpv-batch-check.part");
+        c.sftp
+            .create(&probe)
+            .map_err(|e| folder(s.remote_err("create a file in", &probe, &e)))?;
+        c.sftp
+            .unlink(&probe)
+            .map_err(|e| folder(s.remote_err("remove", &probe, &e)))?;
+        let names: Vec<&str> = dirs.iter().map(|(_, d)| d.as_str()).collect();
+        Ok(format!(
+            "{}: TCP, host key, authentication, folders {}",
+            s.target,
+            names.join(", ")
+        ))
     }
 
     /// The negotiated cipher (client to server) of the current session,
