@@ -74,7 +74,13 @@ fn problems(c: &Checked) -> Vec<String> {
 }
 
 fn assert_ok(c: &Checked) {
-    assert_eq!(c.code, Some(0), "stdout:\n{}\nstderr:\n{}", c.stdout, c.stderr);
+    assert_eq!(
+        c.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        c.stdout,
+        c.stderr
+    );
     assert!(c.stdout.contains(": OK"), "{}", c.stdout);
 }
 
@@ -221,7 +227,10 @@ fn environment_overrides_every_key_and_names_its_variable() {
     let c = check(dir.path(), &text, &env, false);
     assert_ok(&c);
     for (key, var) in [
-        ("sender.system_user_code", "DPV_BATCH__SENDER__SYSTEM_USER_CODE"),
+        (
+            "sender.system_user_code",
+            "DPV_BATCH__SENDER__SYSTEM_USER_CODE",
+        ),
         ("transport.local.root", "DPV_BATCH__TRANSPORT__LOCAL__ROOT"),
         ("run.poll_ms", "DPV_BATCH__RUN__POLL_MS"),
     ] {
@@ -329,13 +338,15 @@ fn a_secret_can_come_from_a_file() {
 
 /// The Altinn 3 section with its key at `key` (a path as written).
 fn altinn3_config(key: &str) -> String {
-    MINIMAL.replace("kind = \"local\"", "kind = \"altinn3\"").replace(
-        "[transport.local]\nroot = \"altinn\"\n",
-        &format!(
-            "[transport.altinn3]\nclient_id = \"c\"\nprivate_key = \"{key}\"\nkey_id = \"k\"\n\
+    MINIMAL
+        .replace("kind = \"local\"", "kind = \"altinn3\"")
+        .replace(
+            "[transport.local]\nroot = \"altinn\"\n",
+            &format!(
+                "[transport.altinn3]\nclient_id = \"c\"\nprivate_key = \"{key}\"\nkey_id = \"k\"\n\
              [transport.altinn3.resources]\n\"4255/10\" = \"eformidling-dpv-administrasjon\"\n"
-        ),
-    )
+            ),
+        )
 }
 
 #[test]
@@ -344,7 +355,11 @@ fn systemd_credentials_are_found_in_their_folder() {
     let creds = dir.path().join("credentials");
     fs::create_dir(&creds).unwrap();
     let key = creds.join("maskinporten.pem");
-    fs::copy(common::root().join("tests/fixtures/altinn3/client.pem"), &key).unwrap();
+    fs::copy(
+        common::root().join("tests/fixtures/altinn3/client.pem"),
+        &key,
+    )
+    .unwrap();
     // As systemd leaves it: 0400 plus an ACL entry for the service's user,
     // which `stat` shows as 0440.
     fs::set_permissions(&key, fs::Permissions::from_mode(0o440)).unwrap();
@@ -439,12 +454,7 @@ fn durations_take_units_and_the_millisecond_keys_still_work() {
         p[1].starts_with("run.poll (line 9): given together with run.poll_ms; give one"),
         "{p:?}"
     );
-    let p = problems(&check(
-        dir.path(),
-        &with("[run]\npoll = 100\n"),
-        &[],
-        false,
-    ));
+    let p = problems(&check(dir.path(), &with("[run]\npoll = 100\n"), &[], false));
     assert!(
         p.len() == 1
             && p[0].starts_with("run.poll (line 9): 100 is not a duration")
@@ -588,7 +598,8 @@ mod sftp {
         let c = connect(dir.path(), &text);
         assert_eq!(c.code, Some(1), "{}", c.stderr);
         assert!(
-            c.stderr.contains("connect: the authentication step failed: ")
+            c.stderr
+                .contains("connect: the authentication step failed: ")
                 && c.stderr.contains("authentication refused"),
             "{}",
             c.stderr
@@ -598,8 +609,9 @@ mod sftp {
         let c = connect(dir.path(), &config(&server, "receipt_dir = \"nope\"\n"));
         assert_eq!(c.code, Some(1), "{}", c.stderr);
         assert!(
-            c.stderr
-                .contains("connect: the remote folders step failed: transport.sftp.receipt_dir (nope): "),
+            c.stderr.contains(
+                "connect: the remote folders step failed: transport.sftp.receipt_dir (nope): "
+            ),
             "{}",
             c.stderr
         );
@@ -610,7 +622,8 @@ mod sftp {
             &pinned.replace(&format!("port = {}", server.port()), "port = 1"),
         );
         assert!(
-            c.stderr.contains("connect: the TCP connection step failed: "),
+            c.stderr
+                .contains("connect: the TCP connection step failed: "),
             "{}",
             c.stderr
         );

@@ -62,6 +62,8 @@ pub struct Loaded<T> {
 pub struct Outside {
     /// `DPV_BATCH__*` variables, in any order.
     pub overrides: Vec<(String, String)>,
+    /// `DPV_BATCH__*` variables whose value is not UTF-8 (a problem each).
+    pub not_utf8: Vec<String>,
     /// `$CREDENTIALS_DIRECTORY`, when set.
     pub credentials: Option<PathBuf>,
     /// The config file's folder: relative `X_file` paths start there.
@@ -72,19 +74,20 @@ impl Outside {
     /// The process's environment; `base` is the config file's folder.
     pub fn from_process(base: &Path) -> Outside {
         let mut overrides = Vec::new();
+        let mut not_utf8 = Vec::new();
         for (name, value) in std::env::vars_os() {
             let Some(name) = name.to_str() else { continue };
             if !name.starts_with(ENV_PREFIX) {
                 continue;
             }
-            // A value that is not UTF-8 cannot be TOML; say so by name.
-            let value = value
-                .to_str()
-                .map_or_else(|| "\u{FFFD}".into(), str::to_string);
-            overrides.push((name.to_string(), value));
+            match value.to_str() {
+                Some(v) => overrides.push((name.to_string(), v.to_string())),
+                None => not_utf8.push(name.to_string()),
+            }
         }
         Outside {
             overrides,
+            not_utf8,
             credentials: std::env::var_os(CREDENTIALS_VAR).map(PathBuf::from),
             base: base.to_path_buf(),
         }
@@ -144,6 +147,11 @@ pub fn load<T: DeserializeOwned>(
     };
     let mut prefix = Vec::new();
     l.note_lines(spans.get_ref(), text, &mut prefix);
+    for var in &outside.not_utf8 {
+        l.problems.push(format!(
+            "{var}: its value is not UTF-8 text; it is not used"
+        ));
+    }
     l.apply_env(&mut table, &outside.overrides);
     l.apply_credentials(&mut table, outside.credentials.as_deref(), &mut Vec::new());
     l.apply_millis(&mut table, millis);
@@ -586,4 +594,152 @@ fn remove(table: &mut Table, path: &[String]) -> bool {
         };
     }
     t.remove(last).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    // A config of its own: the loader knows no section by name.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        server: Server,
+        #[serde(default)]
+        limits: Limits,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Server {
+        mode: Mode,
+        name: String,
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Limits {
+        wait_ms: u64,
+        tries: u32,
+    }
+
+    fn outside(vars: &[(&str, &str)]) -> Outside {
+        Outside {
+            overrides: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            not_utf8: Vec::new(),
+            credentials: None,
+            base: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    fn load_doc(text: &str, vars: &[(&str, &str)]) -> Loaded<Doc> {
+        load::<Doc>(text, &outside(vars), &["limits.wait_ms"]).unwrap()
+    }
+
+    #[test]
+    fn a_missing_section_is_one_problem_and_the_rest_is_still_read() {
+        let l = load_doc("[limits]\ntries = \"x\"\nwait = \"2s\"\n", &[]);
+        assert_eq!(
+            l.problems,
+            [
+                "limits.tries (line 2): invalid type: string \"x\", expected u32",
+                "server: missing; this key has no default",
+            ]
+        );
+        // The enum inside got a stand-in of its own kind, quietly.
+        let doc = l.value.unwrap();
+        assert_eq!(doc.server.mode, Mode::Fast);
+        assert_eq!(doc.limits.wait_ms, 2000);
+        assert_eq!(l.stand_ins[0], "server");
+    }
+
+    #[test]
+    fn environment_values_are_toml_when_they_read_as_toml() {
+        let text = "[server]\nmode = \"slow\"\nname = \"a\"\n";
+        let l = load_doc(
+            text,
+            &[
+                ("DPV_BATCH__SERVER__NAME", "10"),
+                ("DPV_BATCH__SERVER__TAGS", "[\"x\", \"y\"]"),
+                ("DPV_BATCH__LIMITS__TRIES", "7"),
+                ("DPV_BATCH__LIMITS__WAIT", "1m"),
+            ],
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let doc = l.value.unwrap();
+        assert_eq!(doc.server.name, "10");
+        assert_eq!(doc.server.tags, ["x", "y"]);
+        assert_eq!((doc.limits.tries, doc.limits.wait_ms), (7, 60_000));
+        assert_eq!(l.from_env.len(), 4);
+
+        let l = load_doc(
+            text,
+            &[
+                ("DPV_BATCH__SERVER__NAME__FIRST", "x"),
+                ("DPV_BATCH__SERVER____NAME", "z"),
+                ("DPV_BATCH__SERVER__NAMES", "z"),
+            ],
+        );
+        assert_eq!(
+            l.problems,
+            [
+                "DPV_BATCH__SERVER__NAME__FIRST: cannot set server.name.first: server.name is \
+                 not a section",
+                "DPV_BATCH__SERVER____NAME: not an override; name the key as \
+                 DPV_BATCH__SECTION__KEY (two underscores between the parts)",
+                "server.names (from DPV_BATCH__SERVER__NAMES): unknown key; expected one of \
+                 `mode`, `name`, `token`, `tags`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_key_for_a_key_that_is_not_there_is_an_unknown_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "secret\r\n").unwrap();
+        let mut o = outside(&[]);
+        o.base = dir.path().to_path_buf();
+        let text =
+            "[server]\nmode = \"fast\"\nname = \"a\"\ntoken_file = \"t\"\nmood_file = \"t\"\n";
+        let l = load::<Doc>(text, &o, &[]).unwrap();
+        let file = dir.path().join("t");
+        assert_eq!(
+            l.problems,
+            [format!(
+                "server.mood (from {}, given as server.mood_file): unknown key; expected one of \
+                 `mode`, `name`, `token`, `tags`",
+                file.display()
+            )]
+        );
+        assert_eq!(l.value.unwrap().server.token.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn keys_are_shown_as_toml_writes_them() {
+        assert_eq!(
+            shown(&["transport".into(), "resources".into(), "4255/10".into()]),
+            "transport.resources.\"4255/10\""
+        );
+        assert_eq!(parse_env_value("500"), Value::Integer(500));
+        assert_eq!(parse_env_value("2s"), Value::String("2s".into()));
+        assert_eq!(
+            parse_env_value("1\nx = 2"),
+            Value::String("1\nx = 2".into())
+        );
+    }
 }
