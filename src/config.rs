@@ -1,10 +1,13 @@
 //! The one configuration file (TOML). Only this module knows TOML.
 //!
 //! Every key has a default except the folders and the sender, so a config
-//! can be a dozen lines. `dpv-batch check-config` runs [`Config::load`] and
-//! [`Config::check`] and prints every problem at once, in words an operator
-//! can act on, because a daemon that dies at 02:00 on a typo is the worst
-//! kind of failure.
+//! can be a dozen lines. `dpv-batch check-config` runs [`Config::inspect`]
+//! (reading, then [`Config::check`]) and prints every problem at once, in
+//! words an operator can act on, because a daemon that dies at 02:00 on a
+//! typo is the worst kind of failure. How the file is read — every error at
+//! once, environment overrides, secrets from files, systemd credentials,
+//! durations — is [`load`]'s: it works on the TOML table, so a section
+//! added here gets all of it without a line of its own.
 
 use std::path::{Path, PathBuf};
 

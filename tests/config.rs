@@ -260,6 +260,15 @@ fn environment_overrides_every_key_and_names_its_variable() {
     assert!(has(&p, "sender.system_user_code '123'"), "{p:?}");
     assert_eq!(p.len(), 3, "{p:?}");
 
+    // A variable overrides the file's key in its other spelling too.
+    fs::write(dir.path().join("code"), "DEF-456\n").unwrap();
+    let text = MINIMAL.replace("[sender]", "[run]\npoll_ms = 100\n\n[sender]");
+    let env = [
+        ("DPV_BATCH__RUN__POLL", "2s"),
+        ("DPV_BATCH__SENDER__SYSTEM_USER_CODE_FILE", "code"),
+    ];
+    assert_ok(&check(dir.path(), &text, &env, false));
+
     // A key no section has, and a value of the wrong type: both name the variable.
     let env = [
         ("DPV_BATCH__TRANSPORT__LOCAL__ROTO", "x"),

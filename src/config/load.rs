@@ -152,7 +152,7 @@ pub fn load<T: DeserializeOwned>(
             "{var}: its value is not UTF-8 text; it is not used"
         ));
     }
-    l.apply_env(&mut table, &outside.overrides);
+    l.apply_env(&mut table, &outside.overrides, millis);
     l.apply_credentials(&mut table, outside.credentials.as_deref(), &mut Vec::new());
     l.apply_millis(&mut table, millis);
     let value = l.deserialize(&mut table, &outside.base);
@@ -216,7 +216,7 @@ impl Loader {
         self.reported.insert(path.to_vec());
     }
 
-    fn apply_env(&mut self, table: &mut Table, overrides: &[(String, String)]) {
+    fn apply_env(&mut self, table: &mut Table, overrides: &[(String, String)], millis: &[&str]) {
         let mut overrides = overrides.to_vec();
         overrides.sort();
         for (var, raw) in overrides {
@@ -230,6 +230,13 @@ impl Loader {
                      (two underscores between the parts)"
                 ));
                 continue;
+            }
+            // The variable overrides the file's key in either spelling
+            // (`X` or `X_file`; `X` or `X_ms`), not only in its own.
+            for other in other_spellings(&path, millis) {
+                if matches!(self.origins.get(&other), Some(Origin::Line(_))) {
+                    remove(table, &other);
+                }
             }
             match set(table, &path, parse_env_value(&raw)) {
                 Ok(()) => {
@@ -518,6 +525,30 @@ static STAND_INS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(|| 
         Value::Table(Table::new()),
     ]
 });
+
+/// The other names the key at `path` may be given by: `X_file` for `X` and
+/// back, and for a key counted in milliseconds (`millis`), `X_ms` and `X`.
+fn other_spellings(path: &[String], millis: &[&str]) -> Vec<KeyPath> {
+    let Some((last, parents)) = path.split_last() else {
+        return Vec::new();
+    };
+    let dotted = |name: &str| {
+        let mut p = parents.to_vec();
+        p.push(name.to_string());
+        p
+    };
+    let is_millis = |name: &str| millis.contains(&shown(&dotted(name)).as_str());
+    let mut names = vec![match last.strip_suffix("_file") {
+        Some(base) => base.to_string(),
+        None => format!("{last}_file"),
+    }];
+    if let Some(base) = last.strip_suffix("_ms").filter(|_| is_millis(last)) {
+        names.push(base.to_string());
+    } else if is_millis(&format!("{last}_ms")) {
+        names.push(format!("{last}_ms"));
+    }
+    names.iter().map(|n| dotted(n)).collect()
+}
 
 /// An environment value: a TOML value when it reads as exactly one
 /// (`500`, `true`, `["a"]`, `{ a = 1 }`), otherwise the text itself.

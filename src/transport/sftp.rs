@@ -492,17 +492,6 @@ impl Sftp {
         })
     }
 
-    /// Connect now (if not connected) and check the session; for
-    /// `check-config`-style probes.
-    pub fn probe(&mut self) -> Result<()> {
-        self.run("check the connection", |s, c| {
-            c.sftp
-                .stat(Path::new("."))
-                .map(|_| ())
-                .map_err(|e| s.remote_err("look at", Path::new("."), &e))
-        })
-    }
-
     /// `check-config --connect`: log in once (no retries) and look at every
     /// configured folder; an upload folder must take a (hidden, removed)
     /// file. Says what was reached, or which [`Step`] failed and why.
