@@ -1277,7 +1277,16 @@ fn folder_problem(dir: &Path) -> Option<String> {
         }
         Ok(_) => Some("is not a folder".into()),
         Err(_) => {
-            let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.exists()) else {
+            // A relative path's last ancestor is "": the current folder.
+            fn here(a: &Path) -> &Path {
+                if a.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    a
+                }
+            }
+            let found = dir.ancestors().skip(1).map(here).find(|a| a.exists());
+            let Some(ancestor) = found else {
                 return Some("cannot be created: no part of it exists".into());
             };
             if !ancestor.is_dir() {

@@ -210,6 +210,18 @@ fn folders_that_cannot_be_created_or_written_are_problems() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    // A config named relative to the current folder: its folders are there.
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["check-config", "--config", "dpv.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -493,9 +493,6 @@ impl Loader {
                     .map(|t| t.strip_suffix('\r').unwrap_or(t))
                     .unwrap_or(&text);
                 let key = shown(full);
-                if let Some(Origin::Env { var, .. }) = self.origins.get(full) {
-                    self.from_env.push((shown(&target), var.clone()));
-                }
                 self.origins.insert(
                     target.clone(),
                     Origin::File {
