@@ -481,7 +481,7 @@ impl Config {
 
     /// Load and check: the config a daemon may run with.
     pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
-        let inspection = Config::inspect(path)?;
+        let inspection = Config::inspect_with(path, false)?;
         match inspection.config {
             Some(config) if inspection.problems.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid(
@@ -491,9 +491,14 @@ impl Config {
         }
     }
 
-    /// Every problem `run` would meet: reading and [`Config::check`] at
-    /// once. `Err` only when the file cannot be read or is not TOML.
+    /// Every problem `run` would meet: reading, [`Config::check`] and
+    /// [`Config::check_writable`] at once. `Err` only when the file cannot
+    /// be read or is not TOML.
     pub fn inspect(path: &Path) -> Result<Inspection, ConfigError> {
+        Config::inspect_with(path, true)
+    }
+
+    fn inspect_with(path: &Path, writable: bool) -> Result<Inspection, ConfigError> {
         let (mut inspection, stand_ins) = Config::read(path)?;
         if let Some(config) = &inspection.config {
             // A check about a key that was missing (and got a stand-in)
@@ -511,7 +516,10 @@ impl Config {
                     .iter()
                     .any(|m| p.contains(&format!("{m}.")) || p.contains(&format!("[{m}]")))
             };
-            let checks = config.check();
+            let mut checks = config.check();
+            if writable {
+                checks.extend(config.check_writable());
+            }
             inspection
                 .problems
                 .extend(checks.into_iter().filter(|p| !repeats(p)));
@@ -641,8 +649,6 @@ impl Config {
                     "{key} ({}) exists but is not a folder",
                     a.display()
                 ));
-            } else if let Some(why) = folder_problem(a) {
-                problems.push(format!("{key} ({}) {why}", a.display()));
             }
         }
         // Files move by rename: inbox -> state/staging -> archive or failed.
@@ -679,19 +685,11 @@ impl Config {
             problems.push("package.max_part_letters must be at least 1 and package.max_part_bytes at least 65536".into());
         }
         match self.transport.kind {
-            TransportKind::Local => match &self.transport.local {
-                None => problems.push("transport.kind is \"local\" but there is no [transport.local] section with root = \"...\"".into()),
-                // The transport writes upload/ and takes files out of
-                // receipts/ and confirmations/ under its root.
-                Some(local) => {
-                    for sub in ["upload", "receipts", "confirmations"] {
-                        let dir = local.root.join(sub);
-                        if let Some(why) = folder_problem(&dir) {
-                            problems.push(format!("transport.local.root: {} {why}", dir.display()));
-                        }
-                    }
+            TransportKind::Local => {
+                if self.transport.local.is_none() {
+                    problems.push("transport.kind is \"local\" but there is no [transport.local] section with root = \"...\"".into());
                 }
-            },
+            }
             TransportKind::Sftp => match &self.transport.sftp {
                 None => problems.push("transport.kind is \"sftp\" but there is no [transport.sftp] section (host, user, private_key, known_hosts)".into()),
                 Some(sftp) => problems.extend(sftp.check()),
@@ -700,6 +698,43 @@ impl Config {
                 None => problems.push("transport.kind is \"altinn3\" but there is no [transport.altinn3] section (client_id, private_key, key_id, resources; see docs/altinn3.md)".into()),
                 Some(a3) => problems.extend(a3.check()),
             },
+        }
+        problems
+    }
+}
+
+impl Config {
+    /// Folders `run` writes that cannot be created or written, for
+    /// `check-config` (really tried, see `folder_problem`). Not part of
+    /// [`Config::check`]: `run` starts anyway and rides such an outage out
+    /// (a read-only outbox delays receipts; tests/keep_running.rs), so that
+    /// it goes on by itself once the folder is writable again.
+    pub fn check_writable(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let p = &self.paths;
+        for (key, dir) in [
+            ("paths.inbox", &p.inbox),
+            ("paths.outbox", &p.outbox),
+            ("paths.failed", &p.failed),
+            ("paths.archive", &p.archive),
+            ("paths.state", &p.state),
+        ] {
+            // One that exists but is no folder is `check`'s problem.
+            if !dir.exists() || dir.is_dir() {
+                if let Some(why) = folder_problem(dir) {
+                    problems.push(format!("{key} ({}) {why}", dir.display()));
+                }
+            }
+        }
+        // The local transport writes upload/ and takes files out of
+        // receipts/ and confirmations/ under its root.
+        if let (TransportKind::Local, Some(local)) = (self.transport.kind, &self.transport.local) {
+            for sub in ["upload", "receipts", "confirmations"] {
+                let dir = local.root.join(sub);
+                if let Some(why) = folder_problem(&dir) {
+                    problems.push(format!("transport.local.root: {} {why}", dir.display()));
+                }
+            }
         }
         problems
     }
