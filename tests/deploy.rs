@@ -360,3 +360,106 @@ fn without_systemd_the_daemon_runs_as_before() {
         text(&out)
     );
 }
+
+/// docs/operations.md's backup: `sqlite3 state/journal.sqlite ".backup FILE"`
+/// while the daemon runs gives a consistent journal, and the documented
+/// restore (stop, move the journal and its -wal/-shm aside, copy the backup
+/// in) starts again with every file the backup knew.
+#[test]
+fn a_journal_backed_up_while_running_restores() {
+    let Some(version) = systemd_tool("a_journal_backed_up", "sqlite3", &["-version"]) else {
+        return;
+    };
+    assert!(version.status.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("dpv.toml"),
+        "[paths]\ninbox = \"inbox\"\noutbox = \"outbox\"\nfailed = \"failed\"\n\
+         archive = \"archive\"\nstate = \"state\"\n[intake]\nready = \"rename\"\n\
+         [sender]\nsystem_user_code = \"ABC-123\"\n\
+         [transport]\nkind = \"local\"\n[transport.local]\nroot = \"altinn\"\n",
+    )
+    .expect("config");
+    for sub in ["inbox", "altinn"] {
+        std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+    }
+    let config = d.join("dpv.toml");
+    // Every file's name and state; Err before the daemon made its journal.
+    let status = || -> Result<Vec<(String, String)>, String> {
+        let out = Command::new(bin())
+            .args(["status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .expect("status");
+        if !out.status.success() {
+            return Err(text(&out));
+        }
+        let files: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        Ok(files
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|f| (f["name"].to_string(), f["state"].to_string()))
+            .collect())
+    };
+    let mut daemon = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // No simulator answers: the files stay "submitted", waiting for receipts.
+    for name in ["latin1.xml", "letters-bokmal.xml"] {
+        common::drop_careful(
+            &d.join("inbox"),
+            name,
+            &common::sample(&format!("valid/{name}")),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let submitted = loop {
+        let s = status().unwrap_or_default();
+        if s.len() == 2 && s.iter().all(|(_, state)| state == "\"submitted\"") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not submitted in time: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let backup = d.join("journal-backup.sqlite");
+    let out = Command::new("sqlite3")
+        .arg(d.join("state/journal.sqlite"))
+        .arg(format!(".backup {}", backup.display()))
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "{}", text(&out));
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert_eq!(daemon.wait().expect("wait").code(), Some(0));
+
+    // Restore as docs/operations.md says.
+    let aside = d.join("aside");
+    std::fs::create_dir_all(&aside).expect("aside");
+    for f in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
+        let from = d.join("state").join(f);
+        if from.exists() {
+            std::fs::rename(&from, aside.join(f)).expect("move aside");
+        }
+    }
+    std::fs::copy(&backup, d.join("state/journal.sqlite")).expect("restore");
+    assert_eq!(status(), Ok(submitted));
+    // It starts (no refusal: the backup is this installation's) and waits
+    // for the receipts: exit 3, both files pending.
+    let out = Command::new(bin())
+        .args(["run", "--once", "--timeout", "1s", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run --once");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 file(s) still pending"), "{}", text(&out));
+}
