@@ -44,6 +44,9 @@ pub struct Notifier {
     progress_at: Instant,
     /// A stalled tick is logged once, not at every withheld ping.
     stall_logged: bool,
+    /// The last STATUS sent: a tick every poll must not send the same line
+    /// to PID 1 twice a second.
+    last_status: String,
 }
 
 impl Notifier {
@@ -58,6 +61,7 @@ impl Notifier {
             cpu_seen: 0,
             progress_at: Instant::now(),
             stall_logged: false,
+            last_status: String::new(),
         }
     }
 
@@ -72,9 +76,12 @@ impl Notifier {
         send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
-    /// One short line for `systemctl status`.
-    pub fn status(&self, status: &str) {
-        send(&[NotifyState::Status(status)]);
+    /// One short line for `systemctl status`, sent when it changes.
+    pub fn status(&mut self, status: &str) {
+        if status != self.last_status {
+            send(&[NotifyState::Status(status)]);
+            self.last_status = status.to_owned();
+        }
     }
 
     /// A signal asked us to stop; the current step finishes first.

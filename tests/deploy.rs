@@ -463,3 +463,89 @@ fn a_journal_backed_up_while_running_restores() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 file(s) still pending"), "{}", text(&out));
 }
+
+/// The Containerfile's run stage installs only the runtime libraries; this
+/// keeps that list honest where no container can be built: every library
+/// `ldd` lists for the binary comes from a package the run stage installs,
+/// or from one those depend on (Debian's dpkg says which).
+#[test]
+fn the_container_installs_every_library_the_binary_links() {
+    let Some(ldd) = systemd_tool("the_container_installs", "ldd", &[bin()]) else {
+        return;
+    };
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED the_container_installs: not a Debian system (no dpkg)");
+        return;
+    }
+    let containerfile = std::fs::read_to_string(deploy("Containerfile")).expect("Containerfile");
+    // The words after `--no-install-recommends`, up to the next `&&`.
+    let after = containerfile
+        .split("--no-install-recommends")
+        .nth(1)
+        .expect("the run stage's apt-get install");
+    let listed: Vec<&str> = after
+        .split("&&")
+        .next()
+        .expect("packages")
+        .split_whitespace()
+        .filter(|w| *w != "\\")
+        .collect();
+    assert!(!listed.is_empty(), "no packages in the run stage");
+
+    // Everything the listed packages bring along.
+    let mut installed: std::collections::BTreeSet<String> = Default::default();
+    let mut queue: Vec<String> = listed.iter().map(|p| p.to_string()).collect();
+    while let Some(p) = queue.pop() {
+        if !installed.insert(p.clone()) {
+            continue;
+        }
+        let out = Command::new("dpkg-query")
+            .args(["-W", "-f", "${Pre-Depends}, ${Depends}", &p])
+            .output()
+            .expect("dpkg-query");
+        for dep in String::from_utf8_lossy(&out.stdout).split([',', '|']) {
+            let name = dep.split_whitespace().next().unwrap_or("");
+            let name = name.split(':').next().unwrap_or("");
+            if !name.is_empty() {
+                queue.push(name.to_string());
+            }
+        }
+    }
+
+    let owner = |path: &Path| -> Option<String> {
+        let out = Command::new("dpkg").arg("-S").arg(path).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let package = text.split(':').next()?.trim().to_string();
+        (out.status.success() && !package.is_empty()).then_some(package)
+    };
+    let report = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    let mut checked = 0;
+    for line in report.lines() {
+        // "libxml2.so.2 => /lib/x86_64-linux-gnu/libxml2.so.2 (0x...)"
+        let Some(path) = line.split("=> ").nth(1).and_then(|r| r.split(' ').next()) else {
+            continue;
+        };
+        // dpkg knows a file under the name its package installed it as:
+        // /usr/lib/... or /lib/... (merged /usr), so try both.
+        let real = std::fs::canonicalize(path).expect("library");
+        let without_usr = real
+            .strip_prefix("/usr")
+            .map(|p| Path::new("/").join(p))
+            .unwrap_or_else(|_| real.clone());
+        let package = owner(&real)
+            .or_else(|| owner(&without_usr))
+            .or_else(|| owner(Path::new(path)))
+            .unwrap_or_else(|| panic!("no package owns {path} ({})", real.display()));
+        assert!(
+            installed.contains(&package),
+            "{path} comes from {package}, which the Containerfile's run stage does not \
+             install (it installs {listed:?} and their dependencies)"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "ldd listed too little:\n{report}");
+}
