@@ -4,7 +4,11 @@
 //! tools offline (`systemd-analyze`, `systemd-tmpfiles --root`,
 //! `systemd-sysusers --root`; Debian package `systemd`, which
 //! `scripts/deps --test` installs). Without them a test says SKIPPED.
-//! The notify test runs the real daemon against a real datagram socket.
+//! The unit's system-call filter is checked against what `strace` sees a
+//! demo do; the Containerfile's runtime packages against what `ldd` lists
+//! (no container engine is needed). The notify test runs the real daemon
+//! against a real datagram socket; the backup test takes `sqlite3 .backup`
+//! of a running daemon's journal and restores it.
 
 mod common;
 
@@ -548,4 +552,112 @@ fn the_container_installs_every_library_the_binary_links() {
         checked += 1;
     }
     assert!(checked >= 3, "ldd listed too little:\n{report}");
+}
+
+/// The unit's `SystemCallFilter=` lines allow every system call the daemon
+/// makes: `strace` follows a whole demo through Altinn 3 (intake, validation,
+/// the journal, HTTPS-shaped traffic to the simulator, inotify, receipts),
+/// and systemd-analyze expands the unit's groups. A call outside them would
+/// fail with EPERM under systemd (`SystemCallErrorNumber=EPERM`).
+#[test]
+fn the_unit_allows_every_system_call_the_daemon_makes() {
+    let Some(groups) = systemd_tool(
+        "the_unit_allows_every_system_call",
+        "systemd-analyze",
+        &["syscall-filter"],
+    ) else {
+        return;
+    };
+    // "@group" at the start of a line, then its members (calls or groups).
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&groups.stdout).lines() {
+        let word = line.trim();
+        if word.is_empty() || word.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            current = word.to_string();
+        } else {
+            members
+                .entry(current.clone())
+                .or_default()
+                .push(word.to_string());
+        }
+    }
+    fn expand(
+        name: &str,
+        members: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> std::collections::BTreeSet<String> {
+        match members.get(name) {
+            Some(list) => list.iter().flat_map(|m| expand(m, members)).collect(),
+            None => [name.to_string()].into(),
+        }
+    }
+    // The unit's lines in order: the first names what is allowed, a `~`
+    // line takes away, a later plain line adds back.
+    let unit = std::fs::read_to_string(deploy("dpv-batch.service")).expect("unit");
+    let mut allowed = std::collections::BTreeSet::new();
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (deny, list) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        for name in list.split_whitespace() {
+            for call in expand(name, &members) {
+                if deny {
+                    allowed.remove(&call);
+                } else {
+                    allowed.insert(call);
+                }
+            }
+        }
+    }
+    assert!(allowed.contains("openat"), "the unit has no syscall filter");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace.txt");
+    let Some(out) = systemd_tool(
+        "the_unit_allows_every_system_call",
+        "strace",
+        &[
+            "-f",
+            "-qq",
+            "-o",
+            trace.to_str().expect("utf-8 path"),
+            bin(),
+            "demo",
+            "--transport",
+            "altinn3",
+            "--dir",
+            dir.path().join("demo").to_str().expect("utf-8 path"),
+        ],
+    ) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    let trace = std::fs::read_to_string(&trace).expect("trace");
+    // "1234 openat(AT_FDCWD, ..." (also "<... openat resumed>", skipped).
+    let used: std::collections::BTreeSet<&str> = trace
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|call| call.split('(').next())
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        .collect();
+    let is_root = std::fs::metadata("/proc/self").expect("/proc").uid() == 0;
+    let refused: Vec<&&str> = used
+        .iter()
+        // Run as root, SQLite gives its files to the database's owner
+        // (fchown); as the service user it never does.
+        .filter(|c| !(is_root && **c == "fchown"))
+        .filter(|c| !allowed.contains(**c))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's SystemCallFilter refuses {refused:?} (of {} calls made)",
+        used.len()
+    );
 }
