@@ -200,8 +200,8 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         pipeline = Some(p);
         loop {
             tokio::select! {
-                _ = sigterm.recv() => { info!("SIGTERM: stopping"); systemd.stopping(); return Ok(Ended::Stopped); }
-                _ = sigint.recv() => { info!("SIGINT: stopping"); systemd.stopping(); return Ok(Ended::Stopped); }
+                _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); systemd.stopping(); return Ok(Ended::Stopped); }
+                _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); systemd.stopping(); return Ok(Ended::Stopped); }
                 _ = watchdog.tick(), if watchdog_on => systemd.ping_idle(),
                 _ = tokio::time::sleep_until(due) => break,
                 woke = wake_rx.recv(), if watching => match woke {
@@ -233,7 +233,9 @@ fn tick_status(tick: &Tick) -> String {
 /// transport's timeouts. Twice the longest of them, and at least 5 minutes
 /// (a large fsync, a slow disk), is the watchdog's patience with a silent
 /// tick (see `systemd`). Defaults: SFTP 5 min (io_timeout 60 s), Altinn 3
-/// 10 min (request_timeout 300 s).
+/// 10 min (request_timeout 300 s). An SFTP `io_timeout_ms = 0` (no limit)
+/// leaves 5 min: a connection silent for longer is then ended by the
+/// watchdog's restart, the only limit there is.
 fn tick_silence_limit(cfg: &Config) -> Duration {
     let mut longest = Duration::ZERO;
     if let Some(s) = &cfg.transport.sftp {
