@@ -482,10 +482,12 @@ pub trait Store: Send {
     /// Reserve where a finishing file's receipt goes and where the input
     /// moves, before either happens, so a restart finishes the same way.
     fn reserve_names(&self, id: i64, receipt_name: &str, moved_to: &str) -> Result<()>;
-    /// Is `name` reserved as its receipt or destination name by a file not
-    /// done yet? Once a file is done its names are on disk (or gone: the
-    /// fagsystem took the receipt), and the folder alone says whether the
-    /// name is free, so a name is used again once its receipt is gone.
+    /// Is `name` reserved: a destination name of any file (archive/ and
+    /// failed/ names stay unique per input name while the journal has the
+    /// file), or the receipt name of a file not done yet? A done file's
+    /// receipt is in the outbox until the fagsystem takes it, and the
+    /// outbox alone then says whether the name is free: a receipt name is
+    /// used again once its earlier receipt is gone.
     fn name_reserved(&self, name: &str) -> Result<bool>;
     /// Destination names reserved by files not done yet: their
     /// `errors.txt` (named after them) may not be written yet, and its

@@ -747,8 +747,8 @@ impl Store for SqliteJournal {
 
     fn name_reserved(&self, name: &str) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE (receipt_name = ?1 OR moved_to = ?1) \
-             AND state != 'Done')",
+            "SELECT EXISTS (SELECT 1 FROM files \
+             WHERE (receipt_name = ?1 AND state != 'Done') OR moved_to = ?1)",
             [name],
             |r| r.get(0),
         )?)
