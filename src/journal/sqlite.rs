@@ -1962,4 +1962,56 @@ mod tests {
         let taken = |n: &str| n == "a.xml.read-1.xml";
         assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
     }
+
+    #[test]
+    fn a_replay_is_taken_once_and_a_purged_sent_file_stays_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        let a = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(a, Some("same"), 10).unwrap();
+        j.record_parts(a, "ABC", &[part(1, None, &["x"])]).unwrap();
+        let p = &j.parts_of(a).unwrap()[0];
+        j.set_part_state(p.id, PartState::Uploaded).unwrap();
+        j.record_receipt(p.id, "OK", "", &[("x".into(), "OK".into(), String::new())])
+            .unwrap();
+        j.set_outcome(a, Outcome::Accepted, "ok", None, 1).unwrap();
+        j.reserve_names(a, "a.xml.receipt.xml", "a.xml").unwrap();
+        assert!(j.name_reserved("a.xml.receipt.xml").unwrap(), "in flight");
+        j.set_done(a).unwrap();
+        assert!(
+            !j.name_reserved("a.xml.receipt.xml").unwrap(),
+            "done: the outbox decides"
+        );
+        assert!(
+            j.name_reserved("a.xml").unwrap(),
+            "archive names stay unique"
+        );
+
+        // A replay: not taken while preparing, taken exactly once when ready.
+        let r = j.request_replay(a, true).unwrap();
+        assert!(j.replays_in("ready").unwrap().is_empty());
+        assert!(j.take_replay(r, "a.xml", 10).is_err());
+        j.replay_ready(r).unwrap();
+        let b = j.take_replay(r, "a.xml", 10).unwrap();
+        assert!(j.take_replay(r, "a.xml", 10).is_err(), "never twice");
+        assert_eq!(j.files_in(FileState::Received).unwrap().len(), 1);
+        let link = j.replay_of(b).unwrap().unwrap();
+        assert_eq!(
+            (link.of_file_id, link.force, link.state.as_str()),
+            (a, true, "taken")
+        );
+        assert_eq!(j.replays_of(a).unwrap().len(), 1);
+
+        // Purged: rows gone, the hash still a duplicate.
+        j.backdate_file(a, Duration::from_secs(100 * 86_400))
+            .unwrap();
+        let old = j.done_before(Duration::from_secs(90 * 86_400)).unwrap();
+        assert_eq!(old.iter().map(|f| f.id).collect::<Vec<_>>(), vec![a]);
+        assert!(!j.news_pending(a).unwrap());
+        assert!(j.purge_file(a).unwrap());
+        assert!(j.find_file(a).unwrap().is_none());
+        assert!(j.letters_of(a).unwrap().is_empty());
+        assert_eq!(j.submitted_duplicate("same", b).unwrap().unwrap().id, a);
+        assert!(j.submitted_duplicate("other", b).unwrap().is_none());
+    }
 }
