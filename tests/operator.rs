@@ -348,6 +348,43 @@ fn a_replay_killed_between_its_steps_sends_exactly_once() {
     }
 }
 
+/// `kill -9` the daemon after it journalled a replay as a new file and
+/// before it moved the copy into staging: the next run finishes the move;
+/// one new input, one receipt.
+#[test]
+fn a_daemon_killed_while_taking_a_replay_in_finishes_it_once() {
+    let ws = Workspace::new();
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    ws.ok(&["replay", "bad.xml"]);
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(ws.path("dpv.toml"))
+        .env("DPV_BATCH_TEST_STOP_AT", "replay-taken")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let reached = BufReader::new(stderr)
+        .lines()
+        .any(|l| l.is_ok_and(|l| l == "stop point: replay-taken"));
+    assert!(reached);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert_eq!(ws.ids(&["--state", "received"]), vec![2]);
+    assert_eq!(ws.names("state/replay"), set_names(&[".lock", "00000001"]));
+
+    ws.run_once();
+    assert_eq!(ws.ids(&[]), vec![2, 1]);
+    assert_eq!(ws.ids(&["--state", "done"]), vec![2, 1]);
+    assert_eq!(ws.names("state/replay"), set_names(&[".lock"]));
+    assert_eq!(
+        ws.names("outbox"),
+        set_names(&["bad.xml.receipt.xml", "bad.2.xml.receipt.xml"])
+    );
+}
+
 /// Three finished files (sent, rejected, recent) and one waiting for its
 /// receipt, the first two and the waiting one 100 days old.
 fn purge_workspace() -> Workspace {

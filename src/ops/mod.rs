@@ -49,7 +49,7 @@ pub fn moved_path(cfg: &Config, f: &FileRow) -> Option<PathBuf> {
 /// A stop point for crash tests: with `DPV_BATCH_TEST_STOP_AT=NAME`, the
 /// command says `stop point: NAME` on standard error and waits there for
 /// ever, so a test can `kill -9` it at exactly that moment.
-fn stop_point(name: &str) {
+pub(crate) fn stop_point(name: &str) {
     if std::env::var("DPV_BATCH_TEST_STOP_AT").is_ok_and(|v| v == name) {
         eprintln!("stop point: {name}");
         loop {

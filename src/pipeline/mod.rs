@@ -487,6 +487,7 @@ impl Pipeline {
                 continue;
             };
             let id = self.journal.take_replay(r.id, &of.name, meta.len())?;
+            crate::ops::stop_point("replay-taken");
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
             if let Err(e) = durable::rename(&placed, &staged) {
