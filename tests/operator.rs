@@ -596,3 +596,61 @@ fn a_receipt_name_is_reused_once_its_receipt_is_gone() {
     assert_eq!(d["file"]["receipt_name"], "a.2.xml.receipt.xml");
     assert_eq!(d["file"]["moved_to"], "a.3.xml");
 }
+
+/// Over Altinn 3, `status --file` shows each letter as Altinn has it: the
+/// correspondence id and status of a created letter, the refusal (HTTP
+/// status, Altinn's errorCode and text) of a refused one.
+#[test]
+fn status_of_one_file_over_altinn3_shows_each_letter() {
+    let ws = Workspace::new();
+    let sim =
+        common::altinn3::SimA3::start(&ws.path("altinn3"), &["--unknown-recipient", "874391506"]);
+    let config = format!(
+        "[paths]\ninbox = \"inbox\"\noutbox = \"outbox\"\nfailed = \"failed\"\narchive = \"archive\"\n\
+         state = \"state\"\n[intake]\nready = \"rename\"\n[sender]\nsystem_user_code = \"ABC-123\"\n\
+         [transport]\nkind = \"altinn3\"\n{}\n[run]\npoll_ms = 50\n",
+        sim.section(ws.dir.path(), "")
+    );
+    fs::write(ws.path("dpv.toml"), config).expect("config");
+    ws.drop_file("bokmal.xml", &sample("valid/letters-bokmal.xml"));
+    ws.run_once();
+    let d = ws.status_json(&["--file", "bokmal.xml"]);
+    assert_eq!(d["file"]["outcome"], "PartiallyAccepted");
+    let letters = d["letters"].as_array().unwrap();
+    let view: Vec<(&str, &str, bool)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["senders_reference"].as_str().unwrap(),
+                l["receipt_status"].as_str().unwrap(),
+                l["correspondence_id"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            ("BYGG-2026-004711-V1", "Accepted", true),
+            ("EIENDOMSSKATT-2026-120045", "Accepted", true),
+            ("POST-2026-331907", "Accepted", true),
+            ("OPPVEKST-2026-0093", "Rejected", false),
+        ]
+    );
+    assert_eq!(letters[3]["refusal"]["http"], 404);
+    assert_eq!(letters[3]["refusal"]["error_code"], 1029);
+    assert!(letters[0]["altinn_status"].is_string());
+    let text = ws.ok(&["status", "--file", "1"]);
+    let id = letters[0]["correspondence_id"].as_str().unwrap();
+    assert!(
+        text.contains("BYGG-2026-004711-V1  to ")
+            && text.contains(&format!("  correspondence {id}  altinn ")),
+        "{text}"
+    );
+    let refused = text
+        .lines()
+        .find(|l| l.starts_with("  OPPVEKST-2026-0093  to "))
+        .expect("refused letter");
+    assert!(refused.contains("  Rejected  refused "), "{refused}");
+    let detail = letters[3]["refusal"]["detail"].as_str().unwrap();
+    assert!(refused.ends_with(detail), "{refused}");
+}
