@@ -616,8 +616,6 @@ pub trait Store: Send {
     /// Done files whose receipt name or destination is `name`, or named
     /// `name` (as shown), newest first.
     fn done_files_named(&self, name: &str) -> Result<Vec<FileRow>>;
-    /// Files received at or after `since` (an xs:dateTime), newest first.
-    fn files_since(&self, since: &str) -> Result<Vec<FileRow>>;
     /// Done files finished more than `older_than` ago, oldest first.
     fn done_before(&self, older_than: Duration) -> Result<Vec<FileRow>>;
     /// Event files published for file `id` (their outbox names).
@@ -632,9 +630,6 @@ pub trait Store: Send {
     /// False (and nothing removed) when news came meanwhile
     /// ([`Store::news_pending`], looked at in the same transaction).
     fn purge_file(&self, file_id: i64) -> Result<bool>;
-    /// Files (any state) whose name (as shown), destination or receipt
-    /// name is `name`, newest first.
-    fn files_named(&self, name: &str) -> Result<Vec<FileRow>>;
     /// Move file `id`'s times back by `by` (tests of retention and filters).
     fn backdate_file(&self, file_id: i64, by: Duration) -> Result<()>;
 

@@ -1326,16 +1326,6 @@ impl Store for SqliteJournal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn files_since(&self, since: &str) -> Result<Vec<FileRow>> {
-        let sql = format!(
-            "SELECT {FILE_COLS} FROM files WHERE julianday(received_at) >= julianday(?1) \
-             ORDER BY id DESC"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([since], file_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     fn done_before(&self, older_than: Duration) -> Result<Vec<FileRow>> {
         let sql = format!(
             "SELECT {FILE_COLS} FROM files WHERE state = 'Done' \
@@ -1366,16 +1356,6 @@ impl Store for SqliteJournal {
             [file_id],
             |r| r.get(0),
         )?)
-    }
-
-    fn files_named(&self, name: &str) -> Result<Vec<FileRow>> {
-        let sql = format!(
-            "SELECT {FILE_COLS} FROM files \
-             WHERE name = ?1 OR moved_to = ?1 OR receipt_name = ?1 ORDER BY id DESC"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([name], file_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn purge_file(&self, file_id: i64) -> Result<bool> {
