@@ -654,3 +654,76 @@ fn status_of_one_file_over_altinn3_shows_each_letter() {
     let detail = letters[3]["refusal"]["detail"].as_str().unwrap();
     assert!(refused.ends_with(detail), "{refused}");
 }
+
+/// An event file written lately (a late read) stays, and with it the file's
+/// journal rows, though the file finished long ago; once it too is old,
+/// both go.
+#[test]
+fn purge_keeps_a_recent_event_file_and_the_rows_it_needs() {
+    let ws = Workspace::new();
+    let sim = Killed(
+        Command::new(bin())
+            .args([
+                "sim",
+                "--poll-ms",
+                "10",
+                "--confirm-delay-ms",
+                "0",
+                "--root",
+            ])
+            .arg(ws.path("altinn"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sim"),
+    );
+    ws.drop_file("old.xml", &sample("valid/letters-nynorsk-english.xml"));
+    ws.run_once();
+    let events = |ws: &Workspace| -> Vec<String> {
+        ws.names("outbox")
+            .into_iter()
+            .filter(|n| n.contains(".read-"))
+            .collect()
+    };
+    assert!(wait_for(|| {
+        ws.run_once();
+        !events(&ws).is_empty()
+    }));
+    drop(sim);
+    // Whatever more reads came: all reported before we look.
+    ws.run_once();
+    ws.journal().backdate_file(1, 100 * DAY).unwrap();
+    for rel in ["outbox/old.xml.receipt.xml", "archive/old.xml"] {
+        set_mtime(&ws.path(rel), 100 * DAY);
+    }
+    let recent = events(&ws);
+    let out = ws.ok(&["purge", "--older-than", "90d"]);
+    let mut expected = format!(
+        "removed {}\nremoved {}\n",
+        ws.path("archive/old.xml").display(),
+        ws.path("outbox/old.xml.receipt.xml").display()
+    );
+    for e in &recent {
+        expected += &format!(
+            "kept {} (in the outbox for less than the cutoff)\n",
+            ws.path("outbox").join(e).display()
+        );
+    }
+    expected += "purged: 2 file(s), journal rows of 0 finished file(s)\n";
+    assert_eq!(out, expected);
+    assert_eq!(ws.ids(&[]), vec![1]);
+
+    for e in &recent {
+        set_mtime(&ws.path("outbox").join(e), 100 * DAY);
+    }
+    let out = ws.ok(&["purge", "--older-than", "90d"]);
+    assert!(
+        out.ends_with(&format!(
+            "purged: {} file(s), journal rows of 1 finished file(s)\n",
+            recent.len()
+        )),
+        "{out}"
+    );
+    assert!(ws.names("outbox").is_empty());
+    assert_eq!(ws.ids(&[]), Vec::<i64>::new());
+}
