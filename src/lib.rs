@@ -35,6 +35,7 @@ pub mod gen;
 pub mod installation;
 pub mod journal;
 pub mod names;
+pub mod ops;
 pub mod outbox;
 pub mod package;
 pub mod pipeline;

@@ -109,6 +109,44 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only files in this state (received, staged, packaged,
+        /// submitted, finishing, done).
+        #[arg(long, value_parser = dpv_batch::status::filter::parse_state)]
+        state: Option<dpv_batch::journal::FileState>,
+        /// Only files received since: a duration back (2h, 7d) or a UTC
+        /// date or time (2026-11-28, 2026-11-28T12:00:00Z).
+        #[arg(long, value_name = "DURATION|DATE", value_parser = dpv_batch::status::filter::parse_since)]
+        since: Option<String>,
+        /// Only this file (an id, or a name: input, failed/archive or
+        /// receipt name); one file is shown with its parts and letters.
+        #[arg(long, value_name = "NAME|ID")]
+        file: Option<String>,
+    },
+    /// Send a failed or archived file again, as a new input with its own
+    /// receipt (safe while the daemon runs; it takes it in at its next tick).
+    #[command(display_order = 3)]
+    Replay {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also send content Altinn already has (past the duplicate check).
+        #[arg(long)]
+        force: bool,
+        /// The file's journal id (see `status`), or its name in failed/ or archive/.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+    },
+    /// Retention: remove what was finished longer ago than --older-than
+    /// from archive/, failed/, the outbox and the journal.
+    #[command(display_order = 3)]
+    Purge {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// e.g. 90d, 12w, 2160h.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// List exactly what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a config file and explain every problem.
     #[command(display_order = 4)]
@@ -176,7 +214,27 @@ fn main() -> ExitCode {
             once,
             timeout,
         } => run(&config, once.then_some(timeout)),
-        Command::Status { config, json } => status(&config, json),
+        Command::Status {
+            config,
+            json,
+            state,
+            since,
+            file,
+        } => status(
+            &config,
+            json,
+            &dpv_batch::status::filter::Filter { state, since, file },
+        ),
+        Command::Replay {
+            config,
+            force,
+            target,
+        } => replay(&config, &target, force),
+        Command::Purge {
+            config,
+            older_than,
+            dry_run,
+        } => purge(&config, older_than, dry_run),
         Command::CheckConfig { config, connect } => check_config(&config, connect),
         Command::Demo { dir, transport } => match dpv_batch::demo::run_with(
             &dir,
@@ -470,7 +528,50 @@ fn run(config: &std::path::Path, once: Option<std::time::Duration>) -> ExitCode 
     }
 }
 
-fn status(config: &std::path::Path, json: bool) -> ExitCode {
+fn replay(config: &std::path::Path, target: &str, force: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match dpv_batch::ops::replay::request(&cfg, target, force) {
+        Ok(r) => {
+            let _ = print_stdout(&dpv_batch::ops::replay::text(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch replay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn purge(config: &std::path::Path, older_than: std::time::Duration, dry_run: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match dpv_batch::ops::purge::run(&cfg, older_than, dry_run) {
+        Ok(r) => {
+            let _ = print_stdout(&dpv_batch::ops::purge::text(&r));
+            if r.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("dpv-batch purge: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(
+    config: &std::path::Path,
+    json: bool,
+    filter: &dpv_batch::status::filter::Filter,
+) -> ExitCode {
+    use dpv_batch::status::filter;
     let cfg = match dpv_batch::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -479,7 +580,28 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     match dpv_batch::status::report(&cfg) {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.files = filter::apply(std::mem::take(&mut report.files), filter);
+            // One file named: in full, with its parts and letters.
+            if let ([one], Some(_)) = (report.files.as_slice(), &filter.file) {
+                return match filter::detail(&cfg, one.id) {
+                    Ok(d) => {
+                        let text = if json {
+                            serde_json::to_string_pretty(&d).unwrap_or_default() + "\n"
+                        } else {
+                            filter::detail_text(&d)
+                        };
+                        match print_stdout(&text) {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(_) => ExitCode::from(1),
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("dpv-batch status: {e}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
             let text = if json {
                 serde_json::to_string_pretty(&report.files).unwrap_or_default() + "\n"
             } else {

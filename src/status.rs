@@ -8,6 +8,8 @@
 //! see `names`) and reasons are escaped here, so no newline or terminal
 //! escape sequence reaches the table.
 
+pub mod filter;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 

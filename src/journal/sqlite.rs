@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::{
     Answer, EventLetter, EventRow, FileRow, FileState, JournalError, LetterEvent, LetterRow,
-    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, Result,
+    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, ReplayRow, Result,
     StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
 };
 
@@ -141,6 +141,34 @@ CREATE TABLE IF NOT EXISTS notes (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#;
+
+/// Tables added after v2 without changing what v2 readers see (an older
+/// dpv-batch ignores them): created if missing on every read-write open.
+/// - `replays`: `dpv-batch replay` requests (see `ops::replay`): which
+///   file is sent again, forced past the duplicate check or not, where the
+///   request is (`preparing`: the copy is being placed; `ready`: placed, for
+///   the pipeline to take in; `taken`: `file_id` is the new input;
+///   `abandoned`: a killed request, never taken);
+/// - `purged_hashes`: the content hash of each sent file whose rows
+///   `dpv-batch purge` removed, so the duplicate check still knows it.
+const ADDITIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS replays (
+    id INTEGER PRIMARY KEY,
+    of_file_id INTEGER NOT NULL,
+    force INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    file_id INTEGER,
+    requested_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE INDEX IF NOT EXISTS replays_file ON replays(file_id);
+CREATE INDEX IF NOT EXISTS replays_of ON replays(of_file_id);
+CREATE TABLE IF NOT EXISTS purged_hashes (
+    sha256 TEXT PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    received_at TEXT NOT NULL
 );
 "#;
 
@@ -341,6 +369,7 @@ impl SqliteJournal {
         } else {
             tx.execute_batch(SCHEMA)?;
         }
+        tx.execute_batch(ADDITIONS)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(SqliteJournal { conn })
@@ -468,6 +497,39 @@ impl SqliteJournal {
             installation_id,
             has_files,
         })
+    }
+
+    /// Does the journal have table `name`? A journal last opened for
+    /// writing by an older dpv-batch lacks the `ADDITIONS`, and `status`
+    /// opens it read-only, so it cannot add them.
+    fn has_table(&self, name: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn replays_where(&self, cond: &str, value: &dyn rusqlite::ToSql) -> Result<Vec<ReplayRow>> {
+        if !self.has_table("replays")? {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, of_file_id, force, state, file_id, requested_at FROM replays \
+             WHERE {cond} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([value], |r| {
+            Ok(ReplayRow {
+                id: r.get(0)?,
+                of_file_id: r.get(1)?,
+                force: r.get::<_, i64>(2)? != 0,
+                state: r.get(3)?,
+                file_id: r.get(4)?,
+                requested_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// A transaction through `&self`: every method is one atomic step, and
@@ -620,9 +682,42 @@ impl Store for SqliteJournal {
              (state IN ('Packaged', 'Submitted') OR outcome IN ('Accepted', 'PartiallyAccepted')) \
              ORDER BY id LIMIT 1"
         );
-        Ok(self
+        if let Some(row) = self
             .conn
             .query_row(&sql, params![sha256, id], file_row)
+            .optional()?
+        {
+            return Ok(Some(row));
+        }
+        // Sent once, its rows purged since: the hash is all that is left.
+        if !self.has_table("purged_hashes")? {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT file_id, name, received_at FROM purged_hashes WHERE sha256 = ?1",
+                [sha256],
+                |r| {
+                    Ok(FileRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        sha256: Some(sha256.to_string()),
+                        size: 0,
+                        state: FileState::Done,
+                        outcome: Some(Outcome::Accepted),
+                        reason: Some("purged from the journal".into()),
+                        letters: 0,
+                        received_at: r.get(2)?,
+                        updated_at: r.get(2)?,
+                        report_json: None,
+                        receipt_name: None,
+                        moved_to: None,
+                        idle_seconds: 0,
+                        receipt_staged: true,
+                    })
+                },
+            )
             .optional()?)
     }
 
@@ -652,7 +747,8 @@ impl Store for SqliteJournal {
 
     fn name_reserved(&self, name: &str) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE receipt_name = ?1 OR moved_to = ?1)",
+            "SELECT EXISTS (SELECT 1 FROM files \
+             WHERE (receipt_name = ?1 AND state != 'Done') OR moved_to = ?1)",
             [name],
             |r| r.get(0),
         )?)
@@ -1160,6 +1256,153 @@ impl Store for SqliteJournal {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- operator commands -------------------------------------------------
+
+    fn request_replay(&self, of_file_id: i64, force: bool) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO replays (of_file_id, force, state) VALUES (?1, ?2, 'preparing')",
+            params![of_file_id, i64::from(force)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn replay_ready(&self, replay_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE replays SET state = 'ready' WHERE id = ?1 AND state = 'preparing'",
+            [replay_id],
+        )?;
+        Ok(())
+    }
+
+    fn abandon_replay(&self, replay_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE replays SET state = 'abandoned' WHERE id = ?1 AND state = 'preparing'",
+            [replay_id],
+        )?;
+        Ok(())
+    }
+
+    fn replays_in(&self, state: &str) -> Result<Vec<ReplayRow>> {
+        self.replays_where("state = ?1", &state)
+    }
+
+    fn take_replay(&self, replay_id: i64, name: &str, size: u64) -> Result<i64> {
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO files (name, size, state) VALUES (?1, ?2, 'Received')",
+            params![name, size as i64],
+        )?;
+        let id = tx.last_insert_rowid();
+        let changed = tx.execute(
+            "UPDATE replays SET state = 'taken', file_id = ?2 WHERE id = ?1 AND state = 'ready'",
+            params![replay_id, id],
+        )?;
+        if changed != 1 {
+            return Err(JournalError(format!(
+                "replay request {replay_id} is not ready to be taken in"
+            )));
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn replay_of(&self, file_id: i64) -> Result<Option<ReplayRow>> {
+        Ok(self.replays_where("file_id = ?1", &file_id)?.pop())
+    }
+
+    fn replays_of(&self, file_id: i64) -> Result<Vec<ReplayRow>> {
+        self.replays_where("of_file_id = ?1", &file_id)
+    }
+
+    fn done_files_named(&self, name: &str) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE state = 'Done' \
+             AND (name = ?1 OR moved_to = ?1 OR receipt_name = ?1) ORDER BY id DESC"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([name], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn done_before(&self, older_than: Duration) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE state = 'Done' \
+             AND julianday(updated_at) < julianday('now', ?1) ORDER BY id"
+        );
+        let back = format!("-{:.3} seconds", older_than.as_secs_f64());
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([back], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn published_events_of(&self, file_id: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT outbox_name FROM events WHERE file_id = ?1 AND written = 2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([file_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn news_pending(&self, file_id: i64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM letters l JOIN parts p ON p.id = l.part_id \
+                            WHERE p.file_id = ?1 AND l.next_poll_at IS NOT NULL) \
+                 OR EXISTS (SELECT 1 FROM events WHERE file_id = ?1 AND written < 2) \
+                 OR EXISTS (SELECT 1 FROM letter_events e JOIN letters l ON l.id = e.letter_id \
+                            JOIN parts p ON p.id = l.part_id \
+                            WHERE p.file_id = ?1 AND e.event_id IS NULL)",
+            [file_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn purge_file(&self, file_id: i64) -> Result<bool> {
+        // IMMEDIATE: the write lock first, so the daemon cannot add news
+        // between the look below and the deletes.
+        let tx = Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        if self.news_pending(file_id)? {
+            return Ok(false);
+        }
+        // Kept when the duplicate check would match it: the same rule as
+        // `submitted_duplicate` (letters Altinn accepted).
+        tx.execute(
+            "INSERT OR IGNORE INTO purged_hashes (sha256, file_id, name, received_at) \
+             SELECT sha256, id, name, received_at FROM files WHERE id = ?1 AND sha256 IS NOT NULL \
+             AND outcome IN ('Accepted', 'PartiallyAccepted')",
+            [file_id],
+        )?;
+        tx.execute(
+            "DELETE FROM letter_events WHERE letter_id IN \
+             (SELECT l.id FROM letters l JOIN parts p ON p.id = l.part_id WHERE p.file_id = ?1)",
+            [file_id],
+        )?;
+        tx.execute(
+            "DELETE FROM letters WHERE part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
+            [file_id],
+        )?;
+        tx.execute("DELETE FROM events WHERE file_id = ?1", [file_id])?;
+        tx.execute("DELETE FROM parts WHERE file_id = ?1", [file_id])?;
+        tx.execute(
+            "DELETE FROM replays WHERE (file_id = ?1 OR of_file_id = ?1) \
+             AND state IN ('taken', 'abandoned')",
+            [file_id],
+        )?;
+        tx.execute("DELETE FROM files WHERE id = ?1", [file_id])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn backdate_file(&self, file_id: i64, by: Duration) -> Result<()> {
+        let back = format!("-{:.3} seconds", by.as_secs_f64());
+        self.conn.execute(
+            "UPDATE files SET \
+             received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, ?2), \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, ?2) WHERE id = ?1",
+            params![file_id, back],
+        )?;
+        Ok(())
     }
 
     // ---- notes -------------------------------------------------------------
@@ -1698,5 +1941,57 @@ mod tests {
         let first = j.unwritten_events().unwrap()[0].id;
         let taken = |n: &str| n == "a.xml.read-1.xml";
         assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
+    }
+
+    #[test]
+    fn a_replay_is_taken_once_and_a_purged_sent_file_stays_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        let a = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(a, Some("same"), 10).unwrap();
+        j.record_parts(a, "ABC", &[part(1, None, &["x"])]).unwrap();
+        let p = &j.parts_of(a).unwrap()[0];
+        j.set_part_state(p.id, PartState::Uploaded).unwrap();
+        j.record_receipt(p.id, "OK", "", &[("x".into(), "OK".into(), String::new())])
+            .unwrap();
+        j.set_outcome(a, Outcome::Accepted, "ok", None, 1).unwrap();
+        j.reserve_names(a, "a.xml.receipt.xml", "a.xml").unwrap();
+        assert!(j.name_reserved("a.xml.receipt.xml").unwrap(), "in flight");
+        j.set_done(a).unwrap();
+        assert!(
+            !j.name_reserved("a.xml.receipt.xml").unwrap(),
+            "done: the outbox decides"
+        );
+        assert!(
+            j.name_reserved("a.xml").unwrap(),
+            "archive names stay unique"
+        );
+
+        // A replay: not taken while preparing, taken exactly once when ready.
+        let r = j.request_replay(a, true).unwrap();
+        assert!(j.replays_in("ready").unwrap().is_empty());
+        assert!(j.take_replay(r, "a.xml", 10).is_err());
+        j.replay_ready(r).unwrap();
+        let b = j.take_replay(r, "a.xml", 10).unwrap();
+        assert!(j.take_replay(r, "a.xml", 10).is_err(), "never twice");
+        assert_eq!(j.files_in(FileState::Received).unwrap().len(), 1);
+        let link = j.replay_of(b).unwrap().unwrap();
+        assert_eq!(
+            (link.of_file_id, link.force, link.state.as_str()),
+            (a, true, "taken")
+        );
+        assert_eq!(j.replays_of(a).unwrap().len(), 1);
+
+        // Purged: rows gone, the hash still a duplicate.
+        j.backdate_file(a, Duration::from_secs(100 * 86_400))
+            .unwrap();
+        let old = j.done_before(Duration::from_secs(90 * 86_400)).unwrap();
+        assert_eq!(old.iter().map(|f| f.id).collect::<Vec<_>>(), vec![a]);
+        assert!(!j.news_pending(a).unwrap());
+        assert!(j.purge_file(a).unwrap());
+        assert!(j.find_file(a).unwrap().is_none());
+        assert!(j.letters_of(a).unwrap().is_empty());
+        assert_eq!(j.submitted_duplicate("same", b).unwrap().unwrap().id, a);
+        assert!(j.submitted_duplicate("other", b).unwrap().is_none());
     }
 }

@@ -41,6 +41,7 @@ use crate::journal::{
     PartState,
 };
 use crate::names;
+use crate::ops::replay;
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{
@@ -349,7 +350,8 @@ impl Pipeline {
     pub fn tick(&mut self) -> Result<Tick> {
         let mut tick = Tick::default();
         self.resume_received()?;
-        tick.taken = self.take_in()?;
+        tick.taken = self.take_replays()?;
+        tick.taken += self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
             let look = Instant::now() >= self.remote_due;
@@ -424,9 +426,15 @@ impl Pipeline {
         for f in self.journal.files_in(FileState::Received)? {
             let staged = self.staged_path(&f);
             // The journal keeps the name as shown; this is the entry's own.
+            // A replay's copy waits in state/replay/ instead (no marker).
             let raw = names::raw(&f.name);
-            let in_inbox = self.cfg.paths.inbox.join(&raw);
-            self.remove_marker(&raw);
+            let in_inbox = match self.journal.replay_of(f.id)? {
+                Some(r) => replay::placed_path(&self.cfg.paths.state, r.id),
+                None => {
+                    self.remove_marker(&raw);
+                    self.cfg.paths.inbox.join(&raw)
+                }
+            };
             if !present(&staged) {
                 if present(&in_inbox) {
                     if let Err(e) = durable::rename(&in_inbox, &staged) {
@@ -459,6 +467,38 @@ impl Pipeline {
                 let _ = durable::sync_dir(&self.cfg.paths.inbox);
             }
         }
+    }
+
+    /// Replays `dpv-batch replay` made ready (see `ops::replay`): each is
+    /// journalled as a new file linked to its request (one transaction),
+    /// then its copy is renamed into staging, like an inbox file; a crash
+    /// in between is finished by `resume_received`.
+    fn take_replays(&mut self) -> Result<usize> {
+        let mut taken = 0;
+        for r in self.journal.replays_in("ready")? {
+            let placed = replay::placed_path(&self.cfg.paths.state, r.id);
+            let (Some(of), Ok(meta)) = (
+                self.journal.find_file(r.of_file_id)?,
+                fs::symlink_metadata(&placed),
+            ) else {
+                // A ready request always has its copy: someone removed it.
+                warn!(request = r.id, copy = %placed.display(), "a replay request's copy is gone; abandoned");
+                self.journal.abandon_replay(r.id)?;
+                continue;
+            };
+            let id = self.journal.take_replay(r.id, &of.name, meta.len())?;
+            crate::ops::stop_point("replay-taken");
+            let f = self.journal.file(id)?;
+            let staged = self.staged_path(&f);
+            if let Err(e) = durable::rename(&placed, &staged) {
+                warn!(file = %f.name, id, error = %e, "cannot take the replay in; will try again");
+                continue;
+            }
+            self.mark_staged(&f, &staged)?;
+            taken += 1;
+            info!(file = %f.name, id, replay_of = of.id, request = r.id, forced = r.force, "replay taken in");
+        }
+        Ok(taken)
     }
 
     fn take_in(&mut self) -> Result<usize> {
@@ -660,14 +700,23 @@ impl Pipeline {
             }
         };
         self.journal.set_sha(f.id, &sha)?;
-        if let Some(first) = self.journal.submitted_duplicate(&sha, f.id)? {
+        // `dpv-batch replay --force` goes past the duplicate check.
+        let replay = self.journal.replay_of(f.id)?;
+        let duplicate = match &replay {
+            Some(r) if r.force => None,
+            _ => self.journal.submitted_duplicate(&sha, f.id)?,
+        };
+        if let Some(first) = duplicate {
             if staged_remote {
                 let _ = self.transport.discard(&remote_name);
             }
-            let reason = format!(
+            let mut reason = format!(
                 "duplicate: the same content was already submitted as '{}' (received {}); not sent again",
                 first.name, first.received_at
             );
+            if replay.is_some() {
+                reason.push_str(" (a replay: `dpv-batch replay --force` sends it anyway)");
+            }
             info!(file = %f.name, id = f.id, first = first.id, "duplicate refused");
             self.journal
                 .set_outcome(f.id, Outcome::Rejected, &reason, None, 0)?;
