@@ -22,6 +22,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -43,8 +45,7 @@ impl HostKey {
 /// The OpenSSH SHA256 fingerprint of a key blob.
 pub fn fingerprint(blob: &[u8]) -> String {
     let digest = Sha256::digest(blob);
-    let b64 = crate::b64::encode(&digest);
-    format!("SHA256:{}", b64.trim_end_matches('='))
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(digest))
 }
 
 /// Normalise a configured fingerprint (`SHA256:abc...`, padding optional)
@@ -307,29 +308,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 /// Standard base64 (padding optional); `None` on anything else.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A single leftover character cannot encode a byte.
-    (bits < 6).then_some(out)
+    crate::b64::LENIENT.decode(s).ok()
 }
 
 #[cfg(test)]
