@@ -20,7 +20,8 @@
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
 //! [`installation`] (the installation id, remote names, a lost journal),
 //! [`clock`], [`b64`], [`gen`] (synthetic batches), [`names`] (how a file name
-//! is shown: escaped, in logs, `status`, receipts and outbox names).
+//! is shown: escaped, in logs, `status`, receipts and outbox names),
+//! [`xml_text`] (the one escaping of text in every XML we write).
 
 pub mod altinn;
 pub mod altinn3;
@@ -43,3 +44,4 @@ pub mod status;
 pub mod transport;
 pub mod validate;
 pub mod xml;
+pub mod xml_text;
