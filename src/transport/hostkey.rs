@@ -14,6 +14,13 @@
 //! (a server with an ed25519 and an ECDSA key would otherwise offer the one
 //! libssh2 prefers, which is a spurious mismatch).
 //!
+//! Not through the `ssh-key` crate's `known_hosts` either: it splits a line
+//! on a single space and keeps leading blanks, so it refuses lines OpenSSH
+//! reads (tab-separated, indented, several spaces: `ssh-keygen -F` finds
+//! them), it fails a whole file on one line it cannot parse, and it has no
+//! host matching, which is most of this module; it would replace only the
+//! line splitting below, with a tree of SSH crates.
+//!
 //! Supported: plain and hashed (`|1|salt|hmac`) host fields, `[host]:port`,
 //! comma-separated patterns with `*`/`?` wildcards and `!` negation,
 //! `@revoked` markers. Not supported: `@cert-authority` (host certificates);
@@ -325,6 +332,21 @@ mod tests {
         }
         assert!(decode_b64("a").is_none());
         assert!(decode_b64("ab$c").is_none());
+    }
+
+    #[test]
+    fn lines_split_as_openssh_splits_them() {
+        // `ssh-keygen -F` finds all three: fields split on any run of spaces
+        // or tabs, leading blanks ignored. (ssh-key's known_hosts parser
+        // splits on one ' ' and keeps leading blanks, so it refuses the
+        // first two; that is why this parser stays.)
+        let text = format!(
+            "tabbed\tssh-ed25519\t{KEY}\n  indented  ssh-ed25519   {KEY}\nplain ssh-ed25519 {KEY} c#1\n"
+        );
+        for host in ["tabbed", "indented", "plain"] {
+            let (keys, _) = parse_known_hosts(&text, host, 22).unwrap();
+            assert_eq!(keys.len(), 1, "{host}");
+        }
     }
 
     #[test]
