@@ -26,6 +26,7 @@
 pub mod altinn;
 pub mod altinn3;
 pub mod b64;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod daemon;
