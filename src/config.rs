@@ -389,11 +389,13 @@ pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<std::time::Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"
-        ))
-    })
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// The same spellings on the command line (`run --once --timeout 30m`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"))
 }
 
 /// Why a config cannot be used.
@@ -1531,6 +1533,16 @@ poll_interval = "60s"
             .unwrap_err()
             .to_string();
         assert!(err.contains("'soon' is not a duration like"), "{err}");
+    }
+
+    #[test]
+    fn command_line_durations_take_the_config_spellings() {
+        // `run --once --timeout` goes through the same parser as the keys.
+        let d = |s| parse_duration(s);
+        assert_eq!(d("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(d("1h30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(d("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert!(d("5x").unwrap_err().contains("'5x' is not a duration like"));
     }
 
     #[test]

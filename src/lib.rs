@@ -20,12 +20,14 @@
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
 //! [`installation`] (the installation id, remote names, a lost journal),
 //! [`clock`], [`b64`], [`gen`] (synthetic batches), [`systemd`] (Type=notify,
-//! the watchdog), [`names`] (how a file name
-//! is shown: escaped, in logs, `status`, receipts and outbox names).
+//! the watchdog), [`names`] (how a file name is shown: escaped, in logs,
+//! `status`, receipts and outbox names), [`xml_text`] (the one escaping of
+//! text in every XML we write).
 
 pub mod altinn;
 pub mod altinn3;
 pub mod b64;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -46,3 +48,4 @@ pub mod systemd;
 pub mod transport;
 pub mod validate;
 pub mod xml;
+pub mod xml_text;

@@ -98,7 +98,7 @@ enum Command {
         #[arg(long)]
         once: bool,
         /// With --once: how long to wait, e.g. 300s, 10m, 1h.
-        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        #[arg(long, default_value = "300s", value_parser = dpv_batch::config::parse_duration)]
         timeout: std::time::Duration,
     },
     /// Every input file with its state, age and last error.
@@ -479,21 +479,6 @@ fn init_logging() {
         .with_ansi(false)
         .with_target(false)
         .try_init();
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 300s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        _ => return Err(format!("'{s}': unknown unit '{unit}'; use ms, s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, ExitCode> {

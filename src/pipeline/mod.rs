@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, error, info, warn};
 
 use crate::altinn;
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::durable;
 use crate::installation::{self, ApplyError};
@@ -98,59 +99,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PipelineError {
 
 /// The journal's file name inside the state folder.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
-
-/// Exponential backoff for the transport, so a server that is down is not
-/// hammered, and a recovered one is used again soon.
-struct Backoff {
-    until: Option<Instant>,
-    delay: Duration,
-}
-
-impl Backoff {
-    const MAX: Duration = Duration::from_secs(300);
-
-    fn ready(&self) -> bool {
-        self.until.is_none_or(|t| Instant::now() >= t)
-    }
-
-    fn failed(&mut self) -> Duration {
-        self.failed_upto(Self::MAX)
-    }
-
-    /// Like `failed`, with waits growing to at most `max`.
-    fn failed_upto(&mut self, max: Duration) -> Duration {
-        let base = if self.delay.is_zero() {
-            Duration::from_millis(500)
-        } else {
-            (self.delay * 2).min(max)
-        };
-        // Jitter of up to a quarter, from the clock's nanoseconds: enough to
-        // keep several senders from retrying in step.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let jitter = base / 4 * (nanos % 1000) / 1000;
-        self.delay = base;
-        self.until = Some(Instant::now() + base + jitter);
-        base + jitter
-    }
-
-    /// Wait at least `min` (Altinn's Retry-After) before the next try.
-    fn at_least(&mut self, min: Option<Duration>) {
-        if let Some(min) = min {
-            let until = Instant::now() + min;
-            if self.until.is_none_or(|t| t < until) {
-                self.until = Some(until);
-            }
-        }
-    }
-
-    fn succeeded(&mut self) {
-        self.until = None;
-        self.delay = Duration::ZERO;
-    }
-}
 
 /// Writing to the fagsystem's folders (receipts and read events to the
 /// outbox, inputs to archive/ or failed/) can fail for a while: a full disk,
@@ -302,10 +250,7 @@ impl Pipeline {
             intake,
             staging,
             parts,
-            backoff: Backoff {
-                until: None,
-                delay: Duration::ZERO,
-            },
+            backoff: Backoff::default(),
             transport_error: None,
             news_seen: false,
             submit_more: false,
@@ -313,10 +258,7 @@ impl Pipeline {
             last_note: None,
             remote_due: Instant::now(),
             delivery: Delivery {
-                backoff: Backoff {
-                    until: None,
-                    delay: Duration::ZERO,
-                },
+                backoff: Backoff::default(),
                 failing: false,
             },
             last_metrics: String::new(),
