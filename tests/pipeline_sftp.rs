@@ -705,8 +705,7 @@ fn sshd_killed_during_a_large_upload_through_the_pipeline() {
     // The daemon notices (the transport gives up after its tries: a
     // transient error) and keeps running; only then is sshd started again.
     assert!(
-        wait_for(Duration::from_secs(60), || log()
-            .contains("will retry the transport")),
+        wait_for(Duration::from_secs(60), || log().contains("transport down")),
         "the daemon did not report the dead server:\n{}",
         log()
     );
