@@ -361,3 +361,51 @@ fn on_a_terminal_the_demo_shows_progress_and_keeps_info_lines_in_its_log_file() 
         "{log}"
     );
 }
+
+/// `validate` of many files: a bar and a summary on a terminal, nothing
+/// but the reports otherwise.
+#[test]
+fn validate_of_many_files_shows_progress_only_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for i in 0..20 {
+        let path = tmp.path().join(format!("batch-{i:02}.xml"));
+        let out = Command::new(bin())
+            .args([
+                "gen",
+                "--letters",
+                "3",
+                "--shipment",
+                &format!("S-{i}"),
+                "--out",
+            ])
+            .arg(&path)
+            .output()
+            .expect("gen");
+        assert!(out.status.success(), "{out:?}");
+        paths.push(path.display().to_string());
+    }
+    let plain = Command::new(bin())
+        .arg("validate")
+        .args(&paths)
+        .output()
+        .expect("validate");
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    assert!(plain.stderr.is_empty(), "{plain:?}");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout).lines().count(), 20);
+
+    let command = format!("{} validate {}", bin(), paths.join(" "));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs validate on a pty");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("validate: 20 of 20 files, 60 letters,")
+            && text.contains("20 valid, 0 invalid"),
+        "{text}"
+    );
+    assert_eq!(text.matches(": valid (3 letters)").count(), 20, "{text}");
+}

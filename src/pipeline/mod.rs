@@ -275,7 +275,8 @@ pub struct Pipeline {
     installation_id: String,
     /// Since when the transport is down (see `tick`): an outage is logged
     /// once when it starts and once when it ends, not on every try.
-    outage: Option<Instant>,
+    /// (With: it was said to need an operator.)
+    outage: Option<(Instant, bool)>,
     /// This tick's submit handed something to the transport (so a tick
     /// without an error really reached it).
     submitted: bool,
@@ -399,18 +400,34 @@ impl Pipeline {
                 let wait = self.backoff.failed();
                 let retry_in_ms = wait.as_millis() as u64;
                 let error = self.transport_error.as_deref().unwrap_or_default();
-                if self.outage.is_none() {
-                    self.outage = Some(Instant::now());
-                    warn!(error, retry_in_ms, "transport down; files wait (journalled) and it is tried again with backoff");
-                } else {
-                    debug!(error, retry_in_ms, "transport still down");
+                // An error only an operator can fix (authentication, host
+                // key, permissions) is an ERROR; it is said again if an
+                // outage that began as a transient one turns into it.
+                let permanent = tick.permanent_error.is_some();
+                match self.outage {
+                    None => {
+                        self.outage = Some((Instant::now(), permanent));
+                        if permanent {
+                            error!(error, retry_in_ms, "transport down, and it needs an operator; files wait (journalled) and it is tried again with backoff");
+                        } else {
+                            warn!(error, retry_in_ms, "transport down; files wait (journalled) and it is tried again with backoff");
+                        }
+                    }
+                    Some((since, false)) if permanent => {
+                        self.outage = Some((since, true));
+                        error!(
+                            error,
+                            retry_in_ms, "transport still down, and now it needs an operator"
+                        );
+                    }
+                    Some(_) => debug!(error, retry_in_ms, "transport still down"),
                 }
             } else {
                 // Over once the transport was really reached: a listing, or
                 // something handed over (a tick with nothing to do proves
                 // nothing).
                 if look || self.submitted {
-                    if let Some(since) = self.outage.take() {
+                    if let Some((since, _)) = self.outage.take() {
                         let down = since.elapsed();
                         info!(
                             down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
