@@ -555,8 +555,9 @@ fn wrong_pinned_host_key_stops_once_and_loses_nothing() {
     assert_eq!(json[0]["outcome"], "Accepted", "{json}");
 }
 
-/// The daemon's log line for a part uploaded completely (and renamed).
-const UPLOADED: &str = "INFO uploaded file=";
+/// The daemon's log line for a part uploaded completely (and renamed),
+/// after the file's span (`INFO file{id=1 file=big.xml}: uploaded file=`).
+const UPLOADED: &str = ": uploaded file=";
 
 /// What the watcher saw in the account's upload/ during the big upload.
 #[derive(Default)]

@@ -422,19 +422,20 @@ impl Pipeline {
                     }
                     Some(_) => debug!(error, retry_in_ms, "transport still down"),
                 }
-            } else {
+            } else if look || self.submitted {
                 // Over once the transport was really reached: a listing, or
-                // something handed over (a tick with nothing to do proves
-                // nothing).
-                if look || self.submitted {
-                    if let Some((since, _)) = self.outage.take() {
-                        let down = since.elapsed();
-                        info!(
-                            down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
-                            down_ms = down.as_millis() as u64,
-                            "transport back"
-                        );
-                    }
+                // something handed over. A tick with nothing to do proves
+                // nothing, so it neither ends an outage nor resets the
+                // backoff and the note (with a long poll_ms, ticks between
+                // two listings would clear them, and `status` would show a
+                // transport that is down as fine).
+                if let Some((since, _)) = self.outage.take() {
+                    let down = since.elapsed();
+                    info!(
+                        down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
+                        down_ms = down.as_millis() as u64,
+                        "transport back"
+                    );
                 }
                 self.backoff.succeeded();
                 self.transport_error = None;
