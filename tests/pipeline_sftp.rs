@@ -724,6 +724,15 @@ fn sshd_killed_during_a_large_upload_through_the_pipeline() {
         "the daemon did not upload the part after sshd came back:\n{}",
         log()
     );
+    // The outage was logged once when it began and once when it ended,
+    // not on every try.
+    assert!(
+        wait_for(Duration::from_secs(30), || log().contains("transport back")),
+        "{}",
+        log()
+    );
+    assert_eq!(log().matches("transport down").count(), 1, "{}", log());
+    assert_eq!(log().matches("transport back").count(), 1, "{}", log());
     signal(&daemon.0, "TERM");
     let status = daemon.0.wait().expect("wait for daemon");
     assert_eq!(status.code(), Some(0), "{}", log());
