@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tracing::Level;
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -119,9 +119,11 @@ pub fn init(setup: Setup, directives: Option<&str>) -> Result<(), String> {
     };
     if setup.quiet_terminal {
         WANTS_FILE.store(true, Ordering::Relaxed);
+        // Warnings and errors, inside their spans (a file's id shows).
+        let warnings = filter_fn(|meta| meta.is_span() || *meta.level() <= Level::WARN);
         layers.push(
             format_layer(setup.format, journald, terminal)
-                .with_filter(LevelFilter::WARN)
+                .with_filter(warnings)
                 .boxed(),
         );
         let file = Lines {
