@@ -409,3 +409,43 @@ fn validate_of_many_files_shows_progress_only_on_a_terminal() {
     );
     assert_eq!(text.matches(": valid (3 letters)").count(), 20, "{text}");
 }
+
+/// One event is one line in either format, whatever a name holds: the
+/// JSON lines stay JSON and a name with a newline forges no line.
+#[test]
+fn a_hostile_name_stays_on_its_line_in_text_and_json() {
+    let evil = "evil\nERROR forged\u{1b}[2J\u{202e}lmx.xml";
+    let shown = r"evil\nERROR forged\x1b[2J\u{202e}lmx.xml";
+    for format in ["json", "text"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = workspace(tmp.path(), "");
+        fs::create_dir_all(tmp.path().join("inbox")).unwrap();
+        // Not a batch: rejected by validation, no transport needed.
+        fs::write(tmp.path().join("inbox").join(evil), b"<x/>").unwrap();
+        let lines = run_once_empty(&config, &["--log-format", format], &[]);
+        assert!(lines.len() >= 3, "{lines:?}");
+        for l in &lines {
+            assert!(!l.contains('\u{1b}') && !l.contains('\u{202e}'), "{l}");
+            assert!(!l.starts_with("ERROR forged"), "{l}");
+        }
+        if format == "json" {
+            let events: Vec<serde_json::Value> = lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect();
+            let taken = events
+                .iter()
+                .find(|e| e["message"] == "taken in")
+                .expect("taken in");
+            assert_eq!(taken["file"], shown, "{taken}");
+            assert_eq!(taken["span"]["file"], shown, "{taken}");
+        } else {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("taken in file={shown} "))),
+                "{lines:?}"
+            );
+        }
+    }
+}
