@@ -24,6 +24,13 @@ pub struct Config {
     pub transport: Transport,
     #[serde(default)]
     pub run: Run,
+    /// `[log]`: how log lines look (see `logging`).
+    #[serde(default)]
+    pub log: Log,
+    /// The file this config was loaded from (for the start-up log line);
+    /// not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -382,6 +389,23 @@ impl Run {
     }
 }
 
+/// `[log]`: the format of log lines on standard error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `"text"` (key=value lines, the default) or `"json"` (one object a
+    /// line, for log shippers). `--log-format` wins over it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// A duration key: `"2s"`, `"10m"`, `"2h"`, `"1h 30m"` (humantime). The one
 /// parser every duration in the config goes through, so every key takes the
 /// same spellings and a bad one gets the same message.
@@ -439,6 +463,7 @@ impl Config {
             .map_err(|e| ConfigError::Parse(path.to_path_buf(), e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve(base);
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

@@ -55,14 +55,28 @@ pub struct Once {
 }
 
 pub fn run(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
+    run_inner(cfg, once, false)
+}
+
+/// Like [`run`]; with `once`, a progress bar on a terminal (`run --once`,
+/// the demo) and a summary line at the end.
+pub fn run_showing_progress(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
+    run_inner(cfg, once, true)
+}
+
+fn run_inner(cfg: Config, once: Option<Once>, progress: bool) -> Result<Ended, PipelineError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| PipelineError::Io("cannot start the runtime".into(), e))?;
-    runtime.block_on(run_async(cfg, once))
+    runtime.block_on(run_async(cfg, once, progress))
 }
 
-async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
+async fn run_async(
+    cfg: Config,
+    once: Option<Once>,
+    progress: bool,
+) -> Result<Ended, PipelineError> {
     let inbox = cfg.paths.inbox.clone();
     let poll = cfg.run.poll();
     let mut systemd = Notifier::from_env(tick_silence_limit(&cfg));
@@ -71,8 +85,28 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
     };
     let mut sigterm = sig(SignalKind::terminate())?;
     let mut sigint = sig(SignalKind::interrupt())?;
+    // The start-up line: what runs, with what, from where.
+    let config = cfg
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let transport = format!("{:?}", cfg.transport.kind).to_lowercase();
     let pipeline = Pipeline::open(cfg)?;
-    info!(inbox = %inbox.display(), "dpv-batch running");
+    info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        config = %config,
+        transport = %transport,
+        installation = %pipeline.installation_id(),
+        inbox = %inbox.display(),
+        "dpv-batch running"
+    );
+    // `--once` on a terminal: a progress bar (none otherwise).
+    let mut bar = match (&once, progress) {
+        (Some(_), true) => crate::progress::Bar::start("run"),
+        _ => None,
+    };
+    let mut drawn = std::time::Instant::now();
     systemd.ready(&format!("watching {}", inbox.display()));
     // Without a watchdog the timer still exists, but its branches are off.
     let mut watchdog =
@@ -96,6 +130,11 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         .unwrap_or_default()
         .into_iter()
         .collect();
+    if let Some(bar) = bar.as_mut() {
+        if let Ok(c) = counts(&pipeline, at_start.len()) {
+            bar.set(c);
+        }
+    }
     let mut pipeline = Some(pipeline);
     let mut horizon: Option<i64> = None;
     loop {
@@ -148,6 +187,15 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             return Ok(Ended::Stopped);
         }
         systemd.status(&tick_status(&tick));
+        if let Some(bar) = bar.as_mut() {
+            // At most a few times a second: it reads every file's row.
+            if drawn.elapsed() >= Duration::from_millis(200) || tick.open == 0 {
+                drawn = std::time::Instant::now();
+                if let Ok(c) = counts(&p, at_start.len()) {
+                    bar.set(c);
+                }
+            }
+        }
         if let Some(once) = &once {
             if let Some(e) = tick.permanent_error.clone() {
                 error!(error = %e, "stopping: the transport needs an operator; files stay queued");
@@ -170,6 +218,12 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             }
             if let Some(h) = horizon {
                 if tick.open == 0 || p.journal().open_files_upto(h)? == 0 {
+                    if let Some(mut bar) = bar.take() {
+                        if let Ok(c) = counts(&p, at_start.len()) {
+                            bar.set(c);
+                        }
+                        bar.finish("all done");
+                    }
                     return Ok(Ended::AllDone);
                 }
             }
@@ -249,6 +303,22 @@ fn tick_silence_limit(cfg: &Config) -> Duration {
         longest = longest.max(a.request_timeout).max(a.connect_timeout);
     }
     (longest * 2).max(Duration::from_secs(300))
+}
+
+/// What the progress bar shows: files done (of those journalled, or at
+/// least those in the inbox at the start), and their letters and bytes.
+fn counts(p: &Pipeline, at_start: usize) -> Result<crate::progress::Counts, PipelineError> {
+    let files = p.journal().all_files()?;
+    let done: Vec<_> = files
+        .iter()
+        .filter(|f| f.state == crate::journal::FileState::Done)
+        .collect();
+    Ok(crate::progress::Counts {
+        files: done.len() as u64,
+        total_files: files.len().max(at_start) as u64,
+        letters: done.iter().map(|f| f.letters.max(0) as u64).sum(),
+        bytes: done.iter().map(|f| f.size.max(0) as u64).sum(),
+    })
 }
 
 /// Can this inbox event make a file ready to take? A new name (created, or

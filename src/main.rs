@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use dpv_batch::config::LogFormat;
 use dpv_batch::gen;
 use dpv_batch::sim::cli::SimArgs;
 use dpv_batch::sim_altinn3::cli::SimAltinn3Args;
@@ -21,6 +22,10 @@ use dpv_batch::validate::{report, Options, Validator};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (key=value) or JSON (one object a line); wins
+    /// over the config's `[log] format`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<Format>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,13 +212,53 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A RUST_LOG that does not parse stops us before anything runs.
+    let directives = match dpv_batch::logging::directives() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dpv-batch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flag = cli.log_format.map(|f| match f {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    });
+    // `run` logs in its config's format (the flag wins), so it sets up
+    // logging once the config is read; everything else does it now.
+    let log = |format: Option<LogFormat>, quiet_terminal: bool| {
+        let setup = dpv_batch::logging::Setup {
+            format: flag.or(format).unwrap_or_default(),
+            quiet_terminal,
+        };
+        if let Err(e) = dpv_batch::logging::init(setup, directives.as_deref()) {
+            eprintln!("dpv-batch: cannot set up logging: {e}");
+        }
+    };
+    match &cli.command {
+        Command::Run { .. } => {}
+        // The demo on a terminal: its table must not scroll away under
+        // INFO lines, so only warnings show; the whole log is in the
+        // workspace (see demo).
+        Command::Demo { .. } => log(
+            None,
+            dpv_batch::progress::on_terminal() && directives.is_none(),
+        ),
+        _ => log(None, false),
+    }
     match cli.command {
         Command::Run {
             config,
             once,
             timeout,
-        } => run(&config, once.then_some(timeout)),
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            log(Some(cfg.log.format), false);
+            run(cfg, once.then_some(timeout))
+        }
         Command::Status {
             config,
             json,
@@ -419,6 +464,10 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
     }
 }
 
+/// `validate` shows progress on a terminal from this many files, or bytes.
+const VALIDATE_PROGRESS_FILES: usize = 20;
+const VALIDATE_PROGRESS_BYTES: u64 = 16 << 20;
+
 fn validate(
     format: Format,
     schema: Option<PathBuf>,
@@ -442,15 +491,39 @@ fn validate(
     };
     let mut reports = Vec::with_capacity(paths.len());
     let mut stdout = std::io::stdout().lock();
+    // Large inputs on a terminal: a progress bar (files, letters, bytes).
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let large = paths.len() >= VALIDATE_PROGRESS_FILES
+        || paths.iter().map(size).sum::<u64>() >= VALIDATE_PROGRESS_BYTES;
+    let mut bar = large
+        .then(|| dpv_batch::progress::Bar::start("validate"))
+        .flatten();
+    let mut counts = dpv_batch::progress::Counts {
+        total_files: paths.len() as u64,
+        ..Default::default()
+    };
     for path in paths {
         let mut r = validator.validate_path(path);
         if let Some(opts) = altinn3 {
             dpv_batch::altinn3::rules::add_to_report(&mut r, path, opts);
         }
         if let Format::Text = format {
-            let _ = stdout.write_all(report::text(&r).as_bytes());
+            dpv_batch::progress::suspend(|| {
+                let _ = stdout.write_all(report::text(&r).as_bytes());
+                let _ = stdout.flush();
+            });
+        }
+        counts.files += 1;
+        counts.letters += r.letters as u64;
+        counts.bytes += size(path);
+        if let Some(bar) = bar.as_mut() {
+            bar.set(counts);
         }
         reports.push(r);
+    }
+    if let Some(bar) = bar {
+        let valid = reports.iter().filter(|r| r.valid).count();
+        bar.finish(&format!("{valid} valid, {} invalid", reports.len() - valid));
     }
     if let Format::Json = format {
         let _ = writeln!(stdout, "{}", report::json(&reports));
@@ -467,20 +540,6 @@ fn validate(
     }
 }
 
-/// Logs go to standard error as plain `key=value` lines operators can grep;
-/// `RUST_LOG` (e.g. `debug`, `dpv_batch=info`) sets the level.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // One event, one line: control characters in it are escaped.
-        .with_writer(|| dpv_batch::names::SafeLines(std::io::stderr()))
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
-}
-
 fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, ExitCode> {
     dpv_batch::config::Config::load_checked(path).map_err(|e| {
         eprintln!("dpv-batch: {e}");
@@ -488,13 +547,9 @@ fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, Exit
     })
 }
 
-fn run(config: &std::path::Path, once: Option<std::time::Duration>) -> ExitCode {
+fn run(cfg: dpv_batch::config::Config, once: Option<std::time::Duration>) -> ExitCode {
     use dpv_batch::daemon::{self, Ended};
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match daemon::run(cfg, once.map(|timeout| daemon::Once { timeout })) {
+    match daemon::run_showing_progress(cfg, once.map(|timeout| daemon::Once { timeout })) {
         Ok(Ended::AllDone) | Ok(Ended::Stopped) => ExitCode::SUCCESS,
         Ok(Ended::TimedOut(pending)) => {
             eprintln!(

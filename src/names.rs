@@ -118,7 +118,7 @@ pub fn cut(shown: &str, max: usize) -> &str {
 }
 
 /// Characters that are escaped (besides the backslash).
-fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'

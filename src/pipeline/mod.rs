@@ -97,6 +97,13 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PipelineError {
     move |e| PipelineError::Io(what, e)
 }
 
+/// The span around one file's work: every line logged inside it carries the
+/// file's id (`file{id=42 file=a.xml}: ...`, or `"span":{"id":42,...}` in
+/// JSON), so one grep finds a file's whole story.
+fn file_span(id: i64, name: &str) -> tracing::Span {
+    tracing::info_span!("file", id, file = %name)
+}
+
 /// The journal's file name inside the state folder.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
 
@@ -215,6 +222,13 @@ pub struct Pipeline {
     remote_due: Instant,
     /// This installation's id (see `installation`).
     installation_id: String,
+    /// Since when the transport is down (see `tick`): an outage is logged
+    /// once when it starts and once when it ends, not on every try.
+    /// (With: it was said to need an operator.)
+    outage: Option<(Instant, bool)>,
+    /// This tick's submit handed something to the transport (so a tick
+    /// without an error really reached it).
+    submitted: bool,
     _lock: File,
 }
 
@@ -263,12 +277,19 @@ impl Pipeline {
             },
             last_metrics: String::new(),
             installation_id,
+            outage: None,
+            submitted: false,
             _lock: lock,
         })
     }
 
     pub fn journal(&self) -> &Journal {
         self.journal.as_ref()
+    }
+
+    /// This installation's id (see `installation`), for the start-up line.
+    pub fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     /// When the next tick may list the remote folders (receipts,
@@ -302,6 +323,7 @@ impl Pipeline {
             }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
+            self.submitted = false;
             let results = [self.submit(), if look { self.collect() } else { Ok(()) }];
             let mut failed = false;
             for result in results {
@@ -312,7 +334,7 @@ impl Pipeline {
                         if t.kind == transport::ErrorKind::Permanent {
                             tick.permanent_error = Some(t.message.clone());
                         }
-                        warn!(error = %t, "transport trouble");
+                        debug!(error = %t, "transport trouble");
                         self.transport_error = Some(t.message);
                         failed = true;
                     }
@@ -320,11 +342,45 @@ impl Pipeline {
             }
             if failed {
                 let wait = self.backoff.failed();
-                warn!(
-                    retry_in_ms = wait.as_millis() as u64,
-                    "will retry the transport"
-                );
-            } else {
+                let retry_in_ms = wait.as_millis() as u64;
+                let error = self.transport_error.as_deref().unwrap_or_default();
+                // An error only an operator can fix (authentication, host
+                // key, permissions) is an ERROR; it is said again if an
+                // outage that began as a transient one turns into it.
+                let permanent = tick.permanent_error.is_some();
+                match self.outage {
+                    None => {
+                        self.outage = Some((Instant::now(), permanent));
+                        if permanent {
+                            error!(error, retry_in_ms, "transport down, and it needs an operator; files wait (journalled) and it is tried again with backoff");
+                        } else {
+                            warn!(error, retry_in_ms, "transport down; files wait (journalled) and it is tried again with backoff");
+                        }
+                    }
+                    Some((since, false)) if permanent => {
+                        self.outage = Some((since, true));
+                        error!(
+                            error,
+                            retry_in_ms, "transport still down, and now it needs an operator"
+                        );
+                    }
+                    Some(_) => debug!(error, retry_in_ms, "transport still down"),
+                }
+            } else if look || self.submitted {
+                // Over once the transport was really reached: a listing, or
+                // something handed over. A tick with nothing to do proves
+                // nothing, so it neither ends an outage nor resets the
+                // backoff and the note (with a long poll_ms, ticks between
+                // two listings would clear them, and `status` would show a
+                // transport that is down as fine).
+                if let Some((since, _)) = self.outage.take() {
+                    let down = since.elapsed();
+                    info!(
+                        down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
+                        down_ms = down.as_millis() as u64,
+                        "transport back"
+                    );
+                }
                 self.backoff.succeeded();
                 self.transport_error = None;
             }
@@ -366,6 +422,7 @@ impl Pipeline {
     /// Files journalled as Received but not yet staged (a crash in between).
     fn resume_received(&mut self) -> Result<()> {
         for f in self.journal.files_in(FileState::Received)? {
+            let _span = file_span(f.id, &f.name).entered();
             let staged = self.staged_path(&f);
             // The journal keeps the name as shown; this is the entry's own.
             // A replay's copy waits in state/replay/ instead (no marker).
@@ -462,6 +519,7 @@ impl Pipeline {
             // Whatever the entry is (a link, a folder, a FIFO), it is only
             // renamed here, never opened or followed.
             let id = self.journal.add_file(&r.name, r.size)?;
+            let _span = file_span(id, &r.name).entered();
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
             self.remove_marker(&r.raw);
@@ -555,6 +613,7 @@ impl Pipeline {
                 break;
             }
             bytes += f.size.max(0);
+            let _span = file_span(f.id, &f.name).entered();
             // A bug must not become a crash loop on one input: a panic while
             // handling a file fails that file (with a receipt) and goes on.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -793,6 +852,7 @@ impl Pipeline {
             if batch.is_empty() {
                 return Ok(());
             }
+            self.submitted = true;
             let results = self.transport.submit(&batch);
             let go_on = self.record_submitted(&batch, results)?;
             // A long run of batches (Altinn throttling us) must show in `status`.
@@ -991,6 +1051,7 @@ impl Pipeline {
         let mut wait: Option<Duration> = None;
         for (out, result) in batch.iter().zip(results) {
             let p = &out.part;
+            let _span = file_span(p.file_id, &out.file).entered();
             match result {
                 Ok(Submitted::Sent) => {
                     info!(file = %out.file, part = %p.remote_name, bytes = p.bytes, "uploaded");
@@ -1088,6 +1149,7 @@ impl Pipeline {
                     warn!(receipt = %handle.name, shipment = %r.shipment_reference, "receipt for no part waiting for one (a repeat?)");
                     return Ok(Disposition::Unmatched);
                 };
+                let _span = tracing::info_span!("file", id = part.file_id).entered();
                 let letters: Vec<(String, String, String)> = r
                     .letters
                     .iter()
@@ -1155,6 +1217,7 @@ impl Pipeline {
     fn settle_submitted(&mut self) -> Result<()> {
         let hold = self.transport.receipt_waits_for_publication();
         for f in self.journal.files_in(FileState::Submitted)? {
+            let _span = file_span(f.id, &f.name).entered();
             let parts = self.journal.parts_of(f.id)?;
             if parts.iter().any(|p| p.state != PartState::Receipted) {
                 continue;
@@ -1213,6 +1276,7 @@ impl Pipeline {
         let mut n = 0;
         for f in files {
             let (id, name) = (f.id, f.name.clone());
+            let _span = file_span(id, &name).entered();
             match self.finish_one(f) {
                 Ok(()) => n += 1,
                 // A full disk or a bad permission on the outbox: nothing is
@@ -1320,6 +1384,7 @@ impl Pipeline {
         self.journal.plan_events(&taken)?;
         let mut n = 0;
         for e in self.journal.unwritten_events()? {
+            let _span = tracing::info_span!("file", id = e.file_id).entered();
             match self.write_event(&e) {
                 Ok(true) => n += 1,
                 Ok(false) => {}
