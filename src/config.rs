@@ -24,6 +24,8 @@ pub struct Config {
     pub transport: Transport,
     #[serde(default)]
     pub run: Run,
+    #[serde(default)]
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,12 +368,29 @@ pub struct Run {
     /// sooner; the look is what counts, since events get lost on network
     /// shares) and polls for receipts and confirmations.
     pub poll_ms: u64,
+    /// A part handed to the transport that has no receipt this long after
+    /// is overdue: listed by `status`, counted in the metrics, warned about
+    /// in the log, and a WARNING for `status --check`.
+    #[serde(deserialize_with = "duration")]
+    pub receipt_deadline: std::time::Duration,
 }
 
 impl Default for Run {
     fn default() -> Self {
-        Run { poll_ms: 500 }
+        Run {
+            poll_ms: 500,
+            receipt_deadline: std::time::Duration::from_secs(2 * 3600),
+        }
     }
+}
+
+/// `[metrics]`: the HTTP endpoint for monitoring (`/metrics`, `/health`),
+/// off unless `listen` is given (see `metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// The address to serve on, e.g. `"127.0.0.1:9464"`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Run {

@@ -18,6 +18,7 @@
 //!   `kill -9` loses nothing, because every step is journalled.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,6 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::metrics::{self, TransportHealth};
 use crate::pipeline::{Pipeline, PipelineError, Tick};
 
 /// How a run ended.
@@ -65,7 +67,23 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
     };
     let mut sigterm = sig(SignalKind::terminate())?;
     let mut sigint = sig(SignalKind::interrupt())?;
+    let listen = cfg.metrics.listen;
     let pipeline = Pipeline::open(cfg)?;
+    // `[metrics] listen`: bound before the first tick, so a port in use
+    // stops the start with a clear message.
+    let health = Arc::new(metrics::Health::new(poll));
+    if let Some(addr) = listen {
+        let handle = metrics::install();
+        metrics::serve(addr, handle, health.clone())
+            .await
+            .map_err(|e| {
+                PipelineError::Io(
+                    format!("cannot serve [metrics] on {addr} (is another process using it?)"),
+                    e,
+                )
+            })?;
+        info!(listen = %addr, "metrics and health on http://{addr}/metrics and /health");
+    }
     info!(inbox = %inbox.display(), "dpv-batch running");
 
     // The inbox watcher only wakes the loop; the rescan in every tick is
@@ -93,6 +111,7 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             ));
         };
         let tick_started = Instant::now();
+        health.tick_started();
         let (p, result) = tokio::task::spawn_blocking(move || {
             let r = p.tick();
             (p, r)
@@ -107,10 +126,17 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         let tick: Tick = match result {
             Ok(t) => t,
             Err(e) => {
+                health.tick_ended(tick_started.elapsed(), false, TransportHealth::Up);
                 error!(error = %e, "stopping: the pipeline cannot go on");
                 return Err(e);
             }
         };
+        let transport = match (&tick.transport_error, tick.transport_stopped) {
+            (None, _) => TransportHealth::Up,
+            (Some(e), false) => TransportHealth::Down(e.clone()),
+            (Some(e), true) => TransportHealth::Stopped(e.clone()),
+        };
+        health.tick_ended(tick_started.elapsed(), true, transport);
         if let Some(once) = &once {
             if let Some(e) = tick.permanent_error.clone() {
                 error!(error = %e, "stopping: the transport needs an operator; files stay queued");

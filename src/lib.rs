@@ -33,6 +33,7 @@ pub mod durable;
 pub mod gen;
 pub mod installation;
 pub mod journal;
+pub mod metrics;
 pub mod names;
 pub mod outbox;
 pub mod package;

@@ -109,6 +109,13 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// For monitors and cron: one summary line and a Nagios-style exit
+        /// code: 0 OK, 1 WARNING (receipts overdue, the transport retrying
+        /// or throttled), 2 CRITICAL (the transport needs an operator, or
+        /// work waits and nothing moves), 3 UNKNOWN (config or journal
+        /// unreadable).
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
     },
     /// Check a config file and explain every problem.
     #[command(display_order = 4)]
@@ -176,7 +183,16 @@ fn main() -> ExitCode {
             once,
             timeout,
         } => run(&config, once.then_some(timeout)),
-        Command::Status { config, json } => status(&config, json),
+        Command::Status {
+            config,
+            check: true,
+            ..
+        } => {
+            let (level, line) = dpv_batch::status::check(&config);
+            let _ = print_stdout(&format!("{line}\n"));
+            ExitCode::from(level as u8)
+        }
+        Command::Status { config, json, .. } => status(&config, json),
         Command::CheckConfig { config, connect } => check_config(&config, connect),
         Command::Demo { dir, transport } => match dpv_batch::demo::run_with(
             &dir,

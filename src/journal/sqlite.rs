@@ -24,8 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::{
     Answer, EventLetter, EventRow, FileRow, FileState, JournalError, LetterEvent, LetterRow,
-    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, Result,
-    StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
+    NewPart, Outcome, OverdueReceipt, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal,
+    Result, StateCount, StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
 };
 
 impl From<rusqlite::Error> for JournalError {
@@ -143,6 +143,27 @@ CREATE TABLE IF NOT EXISTS notes (
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 "#;
+
+/// When each part was handed to the transport (first journalled in flight),
+/// for overdue receipts. A table of its own, created on every open, so a v2
+/// journal gains it without a version bump (a read-only `status` on a
+/// journal no daemon of this version has opened yet finds none, and sees no
+/// overdue receipts). No foreign key: rows of purged parts are harmless.
+const HANDOVERS: &str = r#"
+CREATE TABLE IF NOT EXISTS handovers (
+    part_id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#;
+
+/// Remember when a part leaves Packaged (the first time only).
+fn note_handover(conn: &Connection, part_id: i64, state: PartState) -> Result<()> {
+    if matches!(state, PartState::Uploading | PartState::Uploaded) {
+        conn.prepare_cached("INSERT OR IGNORE INTO handovers (part_id) VALUES (?1)")?
+            .execute([part_id])?;
+    }
+    Ok(())
+}
 
 /// v1 → v2, in one transaction with the version bump (see the module doc).
 const MIGRATE_1_TO_2: &str = r#"
@@ -341,6 +362,7 @@ impl SqliteJournal {
         } else {
             tx.execute_batch(SCHEMA)?;
         }
+        tx.execute_batch(HANDOVERS)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(SqliteJournal { conn })
@@ -785,10 +807,13 @@ impl Store for SqliteJournal {
     }
 
     fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()> {
-        self.conn.execute(
+        let tx = self.tx()?;
+        tx.execute(
             "UPDATE parts SET state = ?2 WHERE id = ?1",
             params![part_id, state.as_str()],
         )?;
+        note_handover(&tx, part_id, state)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -798,6 +823,7 @@ impl Store for SqliteJournal {
             let mut stmt = tx.prepare_cached("UPDATE parts SET state = ?2 WHERE id = ?1")?;
             for id in part_ids {
                 stmt.execute(params![id, state.as_str()])?;
+                note_handover(&tx, *id, state)?;
             }
         }
         tx.commit()?;
@@ -832,6 +858,7 @@ impl Store for SqliteJournal {
             "UPDATE parts SET sequence_no = ?2, state = 'Uploading' WHERE id = ?1",
             params![part_id, n],
         )?;
+        note_handover(&tx, part_id, PartState::Uploading)?;
         tx.commit()?;
         Ok(n)
     }
@@ -1157,6 +1184,69 @@ impl Store for SqliteJournal {
                 correspondence_id: r.get(3)?,
                 altinn_status: r.get(4)?,
                 due: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn state_overview(&self) -> Result<Vec<StateCount>> {
+        // One pass over the files: the state index groups them.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, count(*), \
+             CAST((julianday('now') - min(julianday(received_at))) * 86400 AS INTEGER), \
+             CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) \
+             FROM files GROUP BY state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, files, oldest, idle) = row?;
+            if let Some(state) = FileState::parse(&state) {
+                out.push(StateCount {
+                    state,
+                    files,
+                    oldest_seconds: oldest.unwrap_or(0).max(0),
+                    idle_seconds: idle.unwrap_or(0).max(0),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handovers')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        // Driven by the parts' state index: only parts on their way are
+        // looked at, however many were ever sent.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.id, f.name, count(*), min(p.remote_name), min(h.at), \
+             CAST((julianday('now') - julianday(min(h.at))) * 86400 AS INTEGER) \
+             FROM parts p JOIN handovers h ON h.part_id = p.id JOIN files f ON f.id = p.file_id \
+             WHERE p.state IN ('Uploading', 'Uploaded') \
+             AND julianday(h.at) + ?1 / 86400.0 <= julianday('now') \
+             GROUP BY f.id ORDER BY min(h.at), f.id",
+        )?;
+        let rows = stmt.query_map([deadline.as_secs_f64()], |r| {
+            Ok(OverdueReceipt {
+                file_id: r.get(0)?,
+                file: r.get(1)?,
+                parts: r.get(2)?,
+                first_part: r.get(3)?,
+                handed_over: r.get(4)?,
+                age_seconds: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
