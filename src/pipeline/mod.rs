@@ -251,6 +251,8 @@ pub struct Pipeline {
     transport_error: Option<String>,
     /// The last transport error was permanent (an operator must act).
     transport_permanent: Option<String>,
+    /// The permanent-error note last written (`None`: not yet this run).
+    last_permanent: Option<Option<String>>,
     /// Files whose overdue receipts were logged (once per file and start).
     warned_overdue: std::collections::HashSet<i64>,
     /// The metrics last written, so an idle daemon does not rewrite (and
@@ -316,6 +318,7 @@ impl Pipeline {
             },
             transport_error: None,
             transport_permanent: None,
+            last_permanent: None,
             warned_overdue: std::collections::HashSet::new(),
             news_seen: false,
             submit_more: false,
@@ -855,12 +858,14 @@ impl Pipeline {
             self.journal
                 .set_note(journal::notes::TRANSPORT, said.as_deref())?;
             self.last_note = Some(said);
-            // Whether an operator must act (`status --check`: CRITICAL);
-            // changes only with the note above.
+        }
+        // Whether an operator must act (`status --check`: CRITICAL).
+        if self.last_permanent.as_ref() != Some(&self.transport_permanent) {
             self.journal.set_note(
                 journal::notes::TRANSPORT_PERMANENT,
                 self.transport_permanent.as_deref(),
             )?;
+            self.last_permanent = Some(self.transport_permanent.clone());
         }
         Ok(())
     }
