@@ -16,6 +16,11 @@
 //! - never again after SIGTERM/SIGINT. A signal waits for the running tick
 //!   to end, so in-flight work drains and the exit is clean; even a
 //!   `kill -9` loses nothing, because every step is journalled.
+//!
+//! With `[metrics] listen`, the HTTP endpoint (`metrics`) runs on this
+//! runtime beside the loop: ticks run in `spawn_blocking`, so it answers
+//! during a long tick, and the loop tells its [`metrics::Health`] when each
+//! tick starts and ends (and how the transport fared).
 
 use std::collections::HashSet;
 use std::sync::Arc;
