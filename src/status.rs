@@ -346,3 +346,63 @@ fn verdict(level: Level, text: &str, perf: &str) -> (Level, String) {
     }
     (level, line)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(states: &[(FileState, i64, i64)]) -> Facts {
+        Facts {
+            states: states
+                .iter()
+                .map(|&(state, files, idle_seconds)| StateCount {
+                    state,
+                    files,
+                    oldest_seconds: idle_seconds,
+                    idle_seconds,
+                })
+                .collect(),
+            transport: None,
+            permanent: None,
+            receipts_overdue: Vec::new(),
+            letters_overdue: 0,
+        }
+    }
+
+    #[test]
+    fn work_waiting_with_no_change_for_long_is_critical() {
+        let poll = Duration::from_millis(500);
+        let long = STALLED_AFTER.as_secs() as i64;
+        // Staged files and nothing changed for 15 minutes: the daemon is not running.
+        let (level, line) = judge(
+            &facts(&[(FileState::Staged, 2, long), (FileState::Done, 5, long + 9)]),
+            poll,
+        );
+        assert_eq!(level, Level::Critical, "{line}");
+        assert_eq!(
+            line,
+            "DPV-BATCH CRITICAL - 2 file(s) wait to be validated but nothing changed for 15m (is dpv-batch running?) | files_open=2 overdue=0 letters_overdue=0"
+        );
+        // Something changed a minute ago: it is working through them.
+        let (level, _) = judge(
+            &facts(&[(FileState::Staged, 2, long), (FileState::Done, 5, 60)]),
+            poll,
+        );
+        assert_eq!(level, Level::Ok);
+        // Files waiting for Altinn (Submitted) for long are not a stall.
+        let (level, _) = judge(&facts(&[(FileState::Submitted, 2, long * 10)]), poll);
+        assert_eq!(level, Level::Ok);
+    }
+
+    #[test]
+    fn the_summary_stays_one_line_without_a_bar() {
+        let mut f = facts(&[(FileState::Packaged, 1, 1)]);
+        f.permanent = Some(("a\nb | c".into(), "2026-11-29T00:00:00Z".into()));
+        let (level, line) = judge(&f, Duration::from_millis(500));
+        assert_eq!(level, Level::Critical);
+        assert_eq!(
+            line,
+            "DPV-BATCH CRITICAL - transport stopped since 2026-11-29T00:00:00Z, an operator must act: a\\nb / c | files_open=1 overdue=0 letters_overdue=0"
+        );
+    }
+}

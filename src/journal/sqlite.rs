@@ -1406,6 +1406,44 @@ mod tests {
     }
 
     #[test]
+    fn overdue_receipts_are_parts_handed_over_past_the_deadline_without_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&path).unwrap();
+        let f = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(f, Some("aa"), 10).unwrap();
+        j.record_parts(f, "ABC", &[part(1, None, &["x"]), part(2, None, &["y"])])
+            .unwrap();
+        let parts = j.parts_of(f).unwrap();
+        // Not handed over yet: never overdue.
+        assert!(j.overdue_receipts(Duration::ZERO).unwrap().is_empty());
+        j.set_parts_state(&[parts[0].id, parts[1].id], PartState::Uploading)
+            .unwrap();
+        j.set_part_state(parts[0].id, PartState::Uploaded).unwrap();
+        assert!(j
+            .overdue_receipts(Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        let o = j.overdue_receipts(Duration::ZERO).unwrap();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!((o[0].file_id, o[0].parts), (f, 2));
+        assert_eq!(o[0].first_part, parts[0].remote_name);
+        // An answered part is no longer overdue.
+        j.record_receipt(parts[0].id, "OK", "", &[]).unwrap();
+        assert_eq!(j.overdue_receipts(Duration::ZERO).unwrap()[0].parts, 1);
+        let states = j.state_overview().unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!((states[0].state, states[0].files), (FileState::Packaged, 1));
+
+        // A journal no daemon of this version opened has no handovers
+        // table: read-only, nothing is overdue (and nothing fails).
+        j.conn.execute_batch("DROP TABLE handovers").unwrap();
+        drop(j);
+        let ro = SqliteJournal::open_read_only(&path).unwrap();
+        assert!(ro.overdue_receipts(Duration::ZERO).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_journal_from_a_newer_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.sqlite");
