@@ -17,6 +17,10 @@
 //!   to end, so in-flight work drains and the exit is clean; even a
 //!   `kill -9` loses nothing, because every step is journalled.
 //!
+//! Under systemd (`Type=notify`) it also says READY once the pipeline is
+//! open, STOPPING on a signal, a STATUS line after each tick, and pings the
+//! watchdog; see `systemd` for how a long tick is told from a hung one.
+//!
 //! With `[metrics] listen`, the HTTP endpoint (`metrics`) runs on this
 //! runtime beside the loop: ticks run in `spawn_blocking`, so it answers
 //! during a long tick, and the loop tells its [`metrics::Health`] when each
@@ -34,6 +38,7 @@ use tracing::{error, info};
 use crate::config::Config;
 use crate::metrics::{self, TransportHealth};
 use crate::pipeline::{Pipeline, PipelineError, Tick};
+use crate::systemd::Notifier;
 
 /// How a run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,6 +72,7 @@ pub fn run(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
 async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineError> {
     let inbox = cfg.paths.inbox.clone();
     let poll = cfg.run.poll();
+    let mut systemd = Notifier::from_env(tick_silence_limit(&cfg));
     let sig = |kind| {
         signal(kind).map_err(|e| PipelineError::Io("cannot install signal handler".into(), e))
     };
@@ -90,6 +96,13 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         info!(listen = %addr, "metrics and health on http://{addr}/metrics and /health");
     }
     info!(inbox = %inbox.display(), "dpv-batch running");
+    systemd.ready(&format!("watching {}", inbox.display()));
+    // Without a watchdog the timer still exists, but its branches are off.
+    let mut watchdog =
+        tokio::time::interval(systemd.ping_every().unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog_on = systemd.ping_every().is_some();
+    let mut stop_requested = false;
 
     // The inbox watcher only wakes the loop; the rescan in every tick is
     // what finds files, so a lost event costs at most one poll interval.
@@ -117,12 +130,31 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         };
         let tick_started = Instant::now();
         health.tick_started();
-        let (p, result) = tokio::task::spawn_blocking(move || {
+        let mut handle = tokio::task::spawn_blocking(move || {
             let r = p.tick();
             (p, r)
-        })
-        .await
-        .map_err(|e| {
+        });
+        // While the tick runs: the watchdog (pinged only while the tick
+        // shows progress) and signals (systemd hears STOPPING at once; we
+        // stop once the tick is done).
+        systemd.tick_started();
+        let joined = loop {
+            tokio::select! {
+                joined = &mut handle => break joined,
+                _ = watchdog.tick(), if watchdog_on => systemd.ping_busy(),
+                _ = sigterm.recv(), if !stop_requested => {
+                    info!("SIGTERM: stopping after the current step");
+                    systemd.stopping();
+                    stop_requested = true;
+                }
+                _ = sigint.recv(), if !stop_requested => {
+                    info!("SIGINT: stopping after the current step");
+                    systemd.stopping();
+                    stop_requested = true;
+                }
+            }
+        };
+        let (p, result) = joined.map_err(|e| {
             PipelineError::Io(
                 "a pipeline tick panicked".into(),
                 std::io::Error::other(e.to_string()),
@@ -133,6 +165,7 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             Err(e) => {
                 health.tick_ended(tick_started.elapsed(), false, TransportHealth::Up);
                 error!(error = %e, "stopping: the pipeline cannot go on");
+                systemd.status(&format!("stopped: {e}"));
                 return Err(e);
             }
         };
@@ -142,6 +175,10 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             (Some(e), true) => TransportHealth::Stopped(e.clone()),
         };
         health.tick_ended(tick_started.elapsed(), true, transport);
+        if stop_requested {
+            return Ok(Ended::Stopped);
+        }
+        systemd.status(&tick_status(&tick));
         if let Some(once) = &once {
             if let Some(e) = tick.permanent_error.clone() {
                 error!(error = %e, "stopping: the transport needs an operator; files stay queued");
@@ -194,8 +231,9 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
         pipeline = Some(p);
         loop {
             tokio::select! {
-                _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); return Ok(Ended::Stopped); }
-                _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); return Ok(Ended::Stopped); }
+                _ = sigterm.recv() => { info!("SIGTERM: stopping after the current step"); systemd.stopping(); return Ok(Ended::Stopped); }
+                _ = sigint.recv() => { info!("SIGINT: stopping after the current step"); systemd.stopping(); return Ok(Ended::Stopped); }
+                _ = watchdog.tick(), if watchdog_on => systemd.ping_idle(),
                 _ = tokio::time::sleep_until(due) => break,
                 woke = wake_rx.recv(), if watching => match woke {
                     // Events that come while we wait for the gap are merged
@@ -206,6 +244,42 @@ async fn run_async(cfg: Config, once: Option<Once>) -> Result<Ended, PipelineErr
             }
         }
     }
+}
+
+/// The `systemctl status` line after a tick: short, and the permanent
+/// error first, since that is what an operator must act on.
+fn tick_status(tick: &Tick) -> String {
+    match &tick.permanent_error {
+        Some(e) => {
+            let e: String = e.chars().take(160).collect();
+            format!("transport needs an operator: {e}")
+        }
+        None if tick.open == 0 => "idle: no file open".into(),
+        None => format!("{} file(s) open", tick.open),
+    }
+}
+
+/// The longest a healthy tick may go without using CPU: waiting for an
+/// answer or a connection, or sleeping before a retry, is bounded by the
+/// transport's timeouts. Twice the longest of them, and at least 5 minutes
+/// (a large fsync, a slow disk), is the watchdog's patience with a silent
+/// tick (see `systemd`). Defaults: SFTP 5 min (io_timeout 60 s), Altinn 3
+/// 10 min (request_timeout 300 s). An SFTP `io_timeout_ms = 0` (no limit)
+/// leaves 5 min: a connection silent for longer is then ended by the
+/// watchdog's restart, the only limit there is.
+fn tick_silence_limit(cfg: &Config) -> Duration {
+    let mut longest = Duration::ZERO;
+    if let Some(s) = &cfg.transport.sftp {
+        let ms = s
+            .io_timeout_ms
+            .max(s.connect_timeout_ms)
+            .max(s.retry_max_ms);
+        longest = longest.max(Duration::from_millis(ms));
+    }
+    if let Some(a) = &cfg.transport.altinn3 {
+        longest = longest.max(a.request_timeout).max(a.connect_timeout);
+    }
+    (longest * 2).max(Duration::from_secs(300))
 }
 
 /// Can this inbox event make a file ready to take? A new name (created, or

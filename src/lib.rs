@@ -19,7 +19,8 @@
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
 //! [`installation`] (the installation id, remote names, a lost journal),
-//! [`clock`], [`b64`], [`gen`] (synthetic batches), [`names`] (how a file name
+//! [`clock`], [`b64`], [`gen`] (synthetic batches), [`systemd`] (Type=notify,
+//! the watchdog), [`names`] (how a file name
 //! is shown: escaped, in logs, `status`, receipts and outbox names).
 
 pub mod altinn;
@@ -41,6 +42,7 @@ pub mod pipeline;
 pub mod sim;
 pub mod sim_altinn3;
 pub mod status;
+pub mod systemd;
 pub mod transport;
 pub mod validate;
 pub mod xml;
