@@ -246,6 +246,8 @@ struct Facts {
     permanent: Option<(String, String)>,
     receipts_overdue: Vec<OverdueReceipt>,
     letters_overdue: usize,
+    /// Seconds since any file changed.
+    quiet: i64,
 }
 
 fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
@@ -258,6 +260,7 @@ fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
         letters_overdue: j
             .overdue_letters(overdue_after(cfg), OVERDUE_LISTED + 1)?
             .len(),
+        quiet: j.quiet_seconds()?.unwrap_or(0),
     })
 }
 
@@ -280,7 +283,7 @@ fn judge(f: &Facts, poll: Duration) -> (Level, String) {
         f.letters_overdue
     );
     let waiting_locally = count(FileState::Received) + count(FileState::Staged);
-    let quiet = f.states.iter().map(|r| r.idle_seconds).min().unwrap_or(0);
+    let quiet = f.quiet;
     let stalled_after = STALLED_AFTER.max(poll * 10).as_secs() as i64;
     if let Some((why, since)) = &f.permanent {
         return verdict(
@@ -353,6 +356,7 @@ mod tests {
 
     fn facts(states: &[(FileState, i64, i64)]) -> Facts {
         Facts {
+            quiet: states.iter().map(|s| s.2).min().unwrap_or(0),
             states: states
                 .iter()
                 .map(|&(state, files, idle_seconds)| StateCount {

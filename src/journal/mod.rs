@@ -397,9 +397,10 @@ pub struct OverdueRow {
 pub struct StateCount {
     pub state: FileState,
     pub files: i64,
-    /// Seconds since the oldest of them was taken in.
+    /// Seconds since the oldest of them was taken in (0 for Done: not
+    /// looked at, their age says nothing).
     pub oldest_seconds: i64,
-    /// Seconds since the last change to any of them.
+    /// Seconds since the last change to any of them (0 for Done).
     pub idle_seconds: i64,
 }
 
@@ -601,8 +602,11 @@ pub trait Store: Send {
     /// publish time (or their creation), oldest first, at most `limit`.
     fn overdue_letters(&self, overdue_after: Duration, limit: usize) -> Result<Vec<OverdueRow>>;
     /// Files per state (only states that have files), with the age of the
-    /// oldest: one query, for the metrics.
+    /// oldest: cheap however long the journal, for the metrics every tick.
     fn state_overview(&self) -> Result<Vec<StateCount>>;
+    /// Seconds since any file last changed (None: no files). Reads every
+    /// file: for `status --check`, not for every tick.
+    fn quiet_seconds(&self) -> Result<Option<i64>>;
     /// Files with parts handed over `deadline` ago or longer (first
     /// journalled in flight) that have no receipt yet, oldest first.
     fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>>;

@@ -1190,12 +1190,15 @@ impl Store for SqliteJournal {
     }
 
     fn state_overview(&self) -> Result<Vec<StateCount>> {
-        // One pass over the files: the state index groups them.
+        // Cheap however long the journal: the open files through the state
+        // index, and Done as all files (SQLite counts a table without
+        // reading its rows) less the open ones.
         let mut stmt = self.conn.prepare_cached(
             "SELECT state, count(*), \
              CAST((julianday('now') - min(julianday(received_at))) * 86400 AS INTEGER), \
              CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) \
-             FROM files GROUP BY state",
+             FROM files WHERE state IN ('Received', 'Staged', 'Packaged', 'Submitted', 'Finishing') \
+             GROUP BY state",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -1217,7 +1220,27 @@ impl Store for SqliteJournal {
                 });
             }
         }
+        let all: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+        let done = all - out.iter().map(|s| s.files).sum::<i64>();
+        if done > 0 {
+            out.push(StateCount {
+                state: FileState::Done,
+                files: done,
+                oldest_seconds: 0,
+                idle_seconds: 0,
+            });
+        }
         Ok(out)
+    }
+
+    fn quiet_seconds(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) FROM files",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>> {
@@ -1434,6 +1457,26 @@ mod tests {
         let states = j.state_overview().unwrap();
         assert_eq!(states.len(), 1, "{states:?}");
         assert_eq!((states[0].state, states[0].files), (FileState::Packaged, 1));
+        // Done is counted as all files less the open ones.
+        let g = j.add_file("g.xml", 1).unwrap();
+        j.set_outcome(g, Outcome::Rejected, "no", None, 0).unwrap();
+        j.set_done(g).unwrap();
+        j.add_file("h.xml", 1).unwrap();
+        let counts: Vec<(FileState, i64)> = j
+            .state_overview()
+            .unwrap()
+            .iter()
+            .map(|s| (s.state, s.files))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (FileState::Packaged, 1),
+                (FileState::Received, 1),
+                (FileState::Done, 1)
+            ]
+        );
+        assert!(j.quiet_seconds().unwrap().is_some_and(|s| s < 60));
 
         // A journal no daemon of this version opened has no handovers
         // table: read-only, nothing is overdue (and nothing fails).
