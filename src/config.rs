@@ -390,7 +390,21 @@ impl Default for Run {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     /// The address to serve on, e.g. `"127.0.0.1:9464"`.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// An IP address and a port; a name (`localhost`) is refused with the
+/// reason, since looking it up could bind somewhere unexpected.
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "'{s}' is not an address like \"127.0.0.1:9464\" or \"[::1]:9464\" (an IP address and a port; names are not looked up)"
+        ))
+    })
 }
 
 impl Run {
@@ -1186,6 +1200,35 @@ root = "altinn"
         assert_eq!(c.intake.stable_for_ms, 2000);
         assert!(!c.sender.sequence_numbers);
         assert_eq!(c.transport.local.unwrap().root, dir.path().join("altinn"));
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_listen_takes_an_ip_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpv.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load_checked(&path).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(7200));
+        let with = |extra: &str| {
+            std::fs::write(&path, format!("{MINIMAL}\n{extra}\n")).unwrap();
+            Config::load(&path)
+        };
+        let c = with("[metrics]\nlisten = \"127.0.0.1:9464\"\n[run]\nreceipt_deadline = \"90m\"")
+            .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(5400));
+        let err = with("[metrics]\nlisten = \"localhost:9464\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'localhost:9464' is not an address like \"127.0.0.1:9464\""),
+            "{err}"
+        );
+        let err = with("[run]\nreceipt_deadline = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'soon' is not a duration"), "{err}");
     }
 
     #[test]
