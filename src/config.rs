@@ -31,6 +31,8 @@ pub struct Config {
     /// not a key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    #[serde(default)]
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -373,12 +375,43 @@ pub struct Run {
     /// sooner; the look is what counts, since events get lost on network
     /// shares) and polls for receipts and confirmations.
     pub poll_ms: u64,
+    /// A part handed to the transport that has no receipt this long after
+    /// is overdue: listed by `status`, counted in the metrics, warned about
+    /// in the log, and a WARNING for `status --check`.
+    #[serde(deserialize_with = "duration")]
+    pub receipt_deadline: std::time::Duration,
 }
 
 impl Default for Run {
     fn default() -> Self {
-        Run { poll_ms: 500 }
+        Run {
+            poll_ms: 500,
+            receipt_deadline: std::time::Duration::from_secs(2 * 3600),
+        }
     }
+}
+
+/// `[metrics]`: the HTTP endpoint for monitoring (`/metrics`, `/health`),
+/// off unless `listen` is given (see `metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// The address to serve on, e.g. `"127.0.0.1:9464"`.
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// An IP address and a port; a name (`localhost`) is refused with the
+/// reason, since looking it up could bind somewhere unexpected.
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "'{s}' is not an address like \"127.0.0.1:9464\" or \"[::1]:9464\" (an IP address and a port; names are not looked up)"
+        ))
+    })
 }
 
 impl Run {
@@ -1194,6 +1227,35 @@ root = "altinn"
         assert_eq!(c.intake.stable_for_ms, 2000);
         assert!(!c.sender.sequence_numbers);
         assert_eq!(c.transport.local.unwrap().root, dir.path().join("altinn"));
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_listen_takes_an_ip_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpv.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load_checked(&path).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(7200));
+        let with = |extra: &str| {
+            std::fs::write(&path, format!("{MINIMAL}\n{extra}\n")).unwrap();
+            Config::load(&path)
+        };
+        let c = with("[metrics]\nlisten = \"127.0.0.1:9464\"\n[run]\nreceipt_deadline = \"90m\"")
+            .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(5400));
+        let err = with("[metrics]\nlisten = \"localhost:9464\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'localhost:9464' is not an address like \"127.0.0.1:9464\""),
+            "{err}"
+        );
+        let err = with("[run]\nreceipt_deadline = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'soon' is not a duration"), "{err}");
     }
 
     #[test]

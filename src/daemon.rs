@@ -20,8 +20,14 @@
 //! Under systemd (`Type=notify`) it also says READY once the pipeline is
 //! open, STOPPING on a signal, a STATUS line after each tick, and pings the
 //! watchdog; see `systemd` for how a long tick is told from a hung one.
+//!
+//! With `[metrics] listen`, the HTTP endpoint (`metrics`) runs on this
+//! runtime beside the loop: ticks run in `spawn_blocking`, so it answers
+//! during a long tick, and the loop tells its [`metrics::Health`] when each
+//! tick starts and ends (and how the transport fared).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,6 +36,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::metrics::{self, TransportHealth};
 use crate::pipeline::{Pipeline, PipelineError, Tick};
 use crate::systemd::Notifier;
 
@@ -85,6 +92,7 @@ async fn run_async(
     };
     let mut sigterm = sig(SignalKind::terminate())?;
     let mut sigint = sig(SignalKind::interrupt())?;
+    let listen = cfg.metrics.listen;
     // The start-up line: what runs, with what, from where.
     let config = cfg
         .source
@@ -93,6 +101,21 @@ async fn run_async(
         .unwrap_or_default();
     let transport = format!("{:?}", cfg.transport.kind).to_lowercase();
     let pipeline = Pipeline::open(cfg)?;
+    // `[metrics] listen`: bound before the first tick, so a port in use
+    // stops the start with a clear message.
+    let health = Arc::new(metrics::Health::new(poll));
+    if let Some(addr) = listen {
+        let handle = metrics::install();
+        metrics::serve(addr, handle, health.clone())
+            .await
+            .map_err(|e| {
+                PipelineError::Io(
+                    format!("cannot serve [metrics] on {addr} (is another process using it?)"),
+                    e,
+                )
+            })?;
+        info!(listen = %addr, "metrics and health on http://{addr}/metrics and /health");
+    }
     info!(
         version = %env!("CARGO_PKG_VERSION"),
         config = %config,
@@ -145,6 +168,7 @@ async fn run_async(
             ));
         };
         let tick_started = Instant::now();
+        health.tick_started();
         let mut handle = tokio::task::spawn_blocking(move || {
             let r = p.tick();
             (p, r)
@@ -178,11 +202,18 @@ async fn run_async(
         let tick: Tick = match result {
             Ok(t) => t,
             Err(e) => {
+                health.tick_ended(tick_started.elapsed(), false, TransportHealth::Up);
                 error!(error = %e, "stopping: the pipeline cannot go on");
                 systemd.status(&format!("stopped: {e}"));
                 return Err(e);
             }
         };
+        let transport = match (&tick.transport_error, tick.transport_stopped) {
+            (None, _) => TransportHealth::Up,
+            (Some(e), false) => TransportHealth::Down(e.clone()),
+            (Some(e), true) => TransportHealth::Stopped(e.clone()),
+        };
+        health.tick_ended(tick_started.elapsed(), true, transport);
         if stop_requested {
             return Ok(Ended::Stopped);
         }

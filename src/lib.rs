@@ -37,6 +37,7 @@ pub mod gen;
 pub mod installation;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod names;
 pub mod ops;
 pub mod outbox;

@@ -126,6 +126,13 @@ enum Command {
         /// receipt name); one file is shown with its parts and letters.
         #[arg(long, value_name = "NAME|ID")]
         file: Option<String>,
+        /// For monitors and cron: one summary line and a Nagios-style exit
+        /// code: 0 OK, 1 WARNING (receipts overdue, the transport retrying
+        /// or throttled), 2 CRITICAL (the transport needs an operator, or
+        /// work waits and nothing moves), 3 UNKNOWN (config or journal
+        /// unreadable).
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
     },
     /// Send a failed or archived file again, as a new input with its own
     /// receipt (safe while the daemon runs; it takes it in at its next tick).
@@ -261,10 +268,20 @@ fn main() -> ExitCode {
         }
         Command::Status {
             config,
+            check: true,
+            ..
+        } => {
+            let (level, line) = dpv_batch::status::check(&config);
+            let _ = print_stdout(&format!("{line}\n"));
+            ExitCode::from(level as u8)
+        }
+        Command::Status {
+            config,
             json,
             state,
             since,
             file,
+            ..
         } => status(
             &config,
             json,

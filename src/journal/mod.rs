@@ -407,6 +407,34 @@ pub struct ReplayRow {
     pub requested_at: String,
 }
 
+/// Files in one state, for the metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateCount {
+    pub state: FileState,
+    pub files: i64,
+    /// Seconds since the oldest of them was taken in (0 for Done: not
+    /// looked at, their age says nothing).
+    pub oldest_seconds: i64,
+    /// Seconds since the last change to any of them (0 for Done).
+    pub idle_seconds: i64,
+}
+
+/// A file with parts handed to the transport longer ago than the receipt
+/// deadline and still without their receipt (or, for Altinn 3, answer).
+#[derive(Debug, Clone, Serialize)]
+pub struct OverdueReceipt {
+    pub file_id: i64,
+    pub file: String,
+    /// How many of its parts are overdue.
+    pub parts: i64,
+    /// The first overdue part's remote name (for a search on the remote side).
+    pub first_part: String,
+    /// When the oldest of them was handed over.
+    pub handed_over: String,
+    /// Seconds since then.
+    pub age_seconds: i64,
+}
+
 /// What [`Journal::probe`] found, without changing anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -593,6 +621,15 @@ pub trait Store: Send {
     /// Sent letters not published `overdue_after` past their requested
     /// publish time (or their creation), oldest first, at most `limit`.
     fn overdue_letters(&self, overdue_after: Duration, limit: usize) -> Result<Vec<OverdueRow>>;
+    /// Files per state (only states that have files), with the age of the
+    /// oldest: cheap however long the journal, for the metrics every tick.
+    fn state_overview(&self) -> Result<Vec<StateCount>>;
+    /// Seconds since any file last changed (None: no files). Reads every
+    /// file: for `status --check`, not for every tick.
+    fn quiet_seconds(&self) -> Result<Option<i64>>;
+    /// Files with parts handed over `deadline` ago or longer (first
+    /// journalled in flight) that have no receipt yet, oldest first.
+    fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>>;
 
     // ---- operator commands (replay, purge, status filters) ---------------
 
@@ -674,4 +711,7 @@ pub fn open_read_only(path: &Path) -> Result<Box<Journal>> {
 pub mod notes {
     /// What the transport is going through (throttled, stopped: why).
     pub const TRANSPORT: &str = "transport";
+    /// Set (to the error) while the transport failed in a way retrying
+    /// cannot fix: an operator must act (`status --check`: CRITICAL).
+    pub const TRANSPORT_PERMANENT: &str = "transport_permanent";
 }

@@ -24,8 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::{
     Answer, EventLetter, EventRow, FileRow, FileState, JournalError, LetterEvent, LetterRow,
-    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, ReplayRow, Result,
-    StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
+    NewPart, Outcome, OverdueReceipt, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal,
+    ReplayRow, Result, StateCount, StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
 };
 
 impl From<rusqlite::Error> for JournalError {
@@ -171,6 +171,27 @@ CREATE TABLE IF NOT EXISTS purged_hashes (
     received_at TEXT NOT NULL
 );
 "#;
+
+/// When each part was handed to the transport (first journalled in flight),
+/// for overdue receipts. A table of its own, created on every open, so a v2
+/// journal gains it without a version bump (a read-only `status` on a
+/// journal no daemon of this version has opened yet finds none, and sees no
+/// overdue receipts). No foreign key: rows of purged parts are harmless.
+const HANDOVERS: &str = r#"
+CREATE TABLE IF NOT EXISTS handovers (
+    part_id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#;
+
+/// Remember when a part leaves Packaged (the first time only).
+fn note_handover(conn: &Connection, part_id: i64, state: PartState) -> Result<()> {
+    if matches!(state, PartState::Uploading | PartState::Uploaded) {
+        conn.prepare_cached("INSERT OR IGNORE INTO handovers (part_id) VALUES (?1)")?
+            .execute([part_id])?;
+    }
+    Ok(())
+}
 
 /// v1 → v2, in one transaction with the version bump (see the module doc).
 const MIGRATE_1_TO_2: &str = r#"
@@ -370,6 +391,7 @@ impl SqliteJournal {
             tx.execute_batch(SCHEMA)?;
         }
         tx.execute_batch(ADDITIONS)?;
+        tx.execute_batch(HANDOVERS)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(SqliteJournal { conn })
@@ -881,10 +903,13 @@ impl Store for SqliteJournal {
     }
 
     fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()> {
-        self.conn.execute(
+        let tx = self.tx()?;
+        tx.execute(
             "UPDATE parts SET state = ?2 WHERE id = ?1",
             params![part_id, state.as_str()],
         )?;
+        note_handover(&tx, part_id, state)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -894,6 +919,7 @@ impl Store for SqliteJournal {
             let mut stmt = tx.prepare_cached("UPDATE parts SET state = ?2 WHERE id = ?1")?;
             for id in part_ids {
                 stmt.execute(params![id, state.as_str()])?;
+                note_handover(&tx, *id, state)?;
             }
         }
         tx.commit()?;
@@ -928,6 +954,7 @@ impl Store for SqliteJournal {
             "UPDATE parts SET sequence_no = ?2, state = 'Uploading' WHERE id = ?1",
             params![part_id, n],
         )?;
+        note_handover(&tx, part_id, PartState::Uploading)?;
         tx.commit()?;
         Ok(n)
     }
@@ -1358,6 +1385,60 @@ impl Store for SqliteJournal {
         )?)
     }
 
+    fn state_overview(&self) -> Result<Vec<StateCount>> {
+        // Cheap however long the journal: the open files through the state
+        // index, and Done as all files (SQLite counts a table without
+        // reading its rows) less the open ones.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, count(*), \
+             CAST((julianday('now') - min(julianday(received_at))) * 86400 AS INTEGER), \
+             CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) \
+             FROM files WHERE state IN ('Received', 'Staged', 'Packaged', 'Submitted', 'Finishing') \
+             GROUP BY state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, files, oldest, idle) = row?;
+            if let Some(state) = FileState::parse(&state) {
+                out.push(StateCount {
+                    state,
+                    files,
+                    oldest_seconds: oldest.unwrap_or(0).max(0),
+                    idle_seconds: idle.unwrap_or(0).max(0),
+                });
+            }
+        }
+        let all: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+        let done = all - out.iter().map(|s| s.files).sum::<i64>();
+        if done > 0 {
+            out.push(StateCount {
+                state: FileState::Done,
+                files: done,
+                oldest_seconds: 0,
+                idle_seconds: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    fn quiet_seconds(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) FROM files",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     fn purge_file(&self, file_id: i64) -> Result<bool> {
         // IMMEDIATE: the write lock first, so the daemon cannot add news
         // between the look below and the deletes.
@@ -1383,6 +1464,10 @@ impl Store for SqliteJournal {
             [file_id],
         )?;
         tx.execute("DELETE FROM events WHERE file_id = ?1", [file_id])?;
+        tx.execute(
+            "DELETE FROM handovers WHERE part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
+            [file_id],
+        )?;
         tx.execute("DELETE FROM parts WHERE file_id = ?1", [file_id])?;
         tx.execute(
             "DELETE FROM replays WHERE (file_id = ?1 OR of_file_id = ?1) \
@@ -1403,6 +1488,38 @@ impl Store for SqliteJournal {
             params![file_id, back],
         )?;
         Ok(())
+    }
+
+    fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handovers')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        // Driven by the parts' state index: only parts on their way are
+        // looked at, however many were ever sent.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.id, f.name, count(*), min(p.remote_name), min(h.at), \
+             CAST((julianday('now') - julianday(min(h.at))) * 86400 AS INTEGER) \
+             FROM parts p JOIN handovers h ON h.part_id = p.id JOIN files f ON f.id = p.file_id \
+             WHERE p.state IN ('Uploading', 'Uploaded') \
+             AND julianday(h.at) + ?1 / 86400.0 <= julianday('now') \
+             GROUP BY f.id ORDER BY min(h.at), f.id",
+        )?;
+        let rows = stmt.query_map([deadline.as_secs_f64()], |r| {
+            Ok(OverdueReceipt {
+                file_id: r.get(0)?,
+                file: r.get(1)?,
+                parts: r.get(2)?,
+                first_part: r.get(3)?,
+                handed_over: r.get(4)?,
+                age_seconds: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     // ---- notes -------------------------------------------------------------
@@ -1556,6 +1673,64 @@ mod tests {
         let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
         assert_eq!(j.last_sequence("ABC").unwrap(), Some(7));
         assert_eq!(j.parts_of(f).unwrap()[1].sequence_no, Some(7));
+    }
+
+    #[test]
+    fn overdue_receipts_are_parts_handed_over_past_the_deadline_without_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&path).unwrap();
+        let f = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(f, Some("aa"), 10).unwrap();
+        j.record_parts(f, "ABC", &[part(1, None, &["x"]), part(2, None, &["y"])])
+            .unwrap();
+        let parts = j.parts_of(f).unwrap();
+        // Not handed over yet: never overdue.
+        assert!(j.overdue_receipts(Duration::ZERO).unwrap().is_empty());
+        j.set_parts_state(&[parts[0].id, parts[1].id], PartState::Uploading)
+            .unwrap();
+        j.set_part_state(parts[0].id, PartState::Uploaded).unwrap();
+        assert!(j
+            .overdue_receipts(Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        let o = j.overdue_receipts(Duration::ZERO).unwrap();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!((o[0].file_id, o[0].parts), (f, 2));
+        assert_eq!(o[0].first_part, parts[0].remote_name);
+        // An answered part is no longer overdue.
+        j.record_receipt(parts[0].id, "OK", "", &[]).unwrap();
+        assert_eq!(j.overdue_receipts(Duration::ZERO).unwrap()[0].parts, 1);
+        let states = j.state_overview().unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!((states[0].state, states[0].files), (FileState::Packaged, 1));
+        // Done is counted as all files less the open ones.
+        let g = j.add_file("g.xml", 1).unwrap();
+        j.set_outcome(g, Outcome::Rejected, "no", None, 0).unwrap();
+        j.set_done(g).unwrap();
+        j.add_file("h.xml", 1).unwrap();
+        let counts: Vec<(FileState, i64)> = j
+            .state_overview()
+            .unwrap()
+            .iter()
+            .map(|s| (s.state, s.files))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (FileState::Packaged, 1),
+                (FileState::Received, 1),
+                (FileState::Done, 1)
+            ]
+        );
+        assert!(j.quiet_seconds().unwrap().is_some_and(|s| s < 60));
+
+        // A journal no daemon of this version opened has no handovers
+        // table: read-only, nothing is overdue (and nothing fails).
+        j.conn.execute_batch("DROP TABLE handovers").unwrap();
+        drop(j);
+        let ro = SqliteJournal::open_read_only(&path).unwrap();
+        assert!(ro.overdue_receipts(Duration::ZERO).unwrap().is_empty());
     }
 
     #[test]

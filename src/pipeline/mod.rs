@@ -168,6 +168,11 @@ pub struct Tick {
     /// The transport failed in a way retrying cannot fix (authentication,
     /// host key, permissions): an operator must act.
     pub permanent_error: Option<String>,
+    /// The transport's last operation failed (this tick or before, while
+    /// backing off): the error. For `/health` and the metrics.
+    pub transport_error: Option<String>,
+    /// ... and it failed in a way retrying cannot fix.
+    pub transport_stopped: bool,
 }
 
 /// At most this many files are taken in, and validated and packaged, per
@@ -200,6 +205,12 @@ pub struct Pipeline {
     backoff: Backoff,
     /// The last transport error, for the metrics.
     transport_error: Option<String>,
+    /// The last transport error was permanent (an operator must act).
+    transport_permanent: Option<String>,
+    /// The permanent-error note last written (`None`: not yet this run).
+    last_permanent: Option<Option<String>>,
+    /// Files whose overdue receipts were logged (once per file and start).
+    warned_overdue: std::collections::HashSet<i64>,
     /// The metrics last written, so an idle daemon does not rewrite (and
     /// fsync) the same file on every tick.
     last_metrics: String,
@@ -266,6 +277,9 @@ impl Pipeline {
             parts,
             backoff: Backoff::default(),
             transport_error: None,
+            transport_permanent: None,
+            last_permanent: None,
+            warned_overdue: std::collections::HashSet::new(),
             news_seen: false,
             submit_more: false,
             retry_wait: None,
@@ -334,6 +348,7 @@ impl Pipeline {
                         if t.kind == transport::ErrorKind::Permanent {
                             tick.permanent_error = Some(t.message.clone());
                         }
+                        self.transport_permanent = tick.permanent_error.clone();
                         debug!(error = %t, "transport trouble");
                         self.transport_error = Some(t.message);
                         failed = true;
@@ -383,6 +398,7 @@ impl Pipeline {
                 }
                 self.backoff.succeeded();
                 self.transport_error = None;
+                self.transport_permanent = None;
             }
             // Parts that wait while others got through: at least as long as
             // Altinn asked (the transport does not back off further).
@@ -399,6 +415,9 @@ impl Pipeline {
             self.delivery.after(tick.finished + events, &failures);
         }
         self.write_metrics();
+        self.watch_overdue()?;
+        tick.transport_error = self.transport_error.clone();
+        tick.transport_stopped = self.transport_permanent.is_some();
         tick.open = self.journal.open_files()?;
         tick.busy = tick.taken == PER_TICK
             || staged_left
@@ -670,8 +689,14 @@ impl Pipeline {
             let transport = &mut self.transport;
             let (staged_ref, remote_ref) = (&staged, &remote_name);
             std::thread::scope(|scope| {
-                let upload =
-                    speculate.then(|| scope.spawn(move || transport.stage(staged_ref, remote_ref)));
+                let upload = speculate.then(|| {
+                    scope.spawn(move || {
+                        let sending = Instant::now();
+                        let staged = transport.stage(staged_ref, remote_ref);
+                        crate::metrics::upload_took(sending.elapsed());
+                        staged
+                    })
+                });
                 let hash = scope.spawn(move || hash_file(staged_ref));
                 let report = validator.validate_path(staged_ref);
                 let hashed = hash
@@ -824,6 +849,7 @@ impl Pipeline {
                 match self.transport.commit(&remote_name, part.bytes as u64) {
                     Ok(()) => {
                         self.journal.set_part_state(part.id, PartState::Uploaded)?;
+                        crate::metrics::sent(part.letters, part.bytes);
                         info!(file = %f.name, part = %remote_name, bytes = part.bytes, "uploaded");
                     }
                     Err(e) => warn!(file = %f.name, error = %e, "commit failed; will send again"),
@@ -853,7 +879,9 @@ impl Pipeline {
                 return Ok(());
             }
             self.submitted = true;
+            let sending = Instant::now();
             let results = self.transport.submit(&batch);
+            crate::metrics::upload_took(sending.elapsed());
             let go_on = self.record_submitted(&batch, results)?;
             // A long run of batches (Altinn throttling us) must show in `status`.
             self.note_transport()?;
@@ -881,6 +909,40 @@ impl Pipeline {
             self.journal
                 .set_note(journal::notes::TRANSPORT, said.as_deref())?;
             self.last_note = Some(said);
+        }
+        // Whether an operator must act (`status --check`: CRITICAL).
+        if self.last_permanent.as_ref() != Some(&self.transport_permanent) {
+            self.journal.set_note(
+                journal::notes::TRANSPORT_PERMANENT,
+                self.transport_permanent.as_deref(),
+            )?;
+            self.last_permanent = Some(self.transport_permanent.clone());
+        }
+        Ok(())
+    }
+
+    /// Receipts overdue (`run.receipt_deadline`): counted for the metrics,
+    /// with the files by state (one query each per tick, so a scrape only
+    /// renders), and logged as a warning once per file and start.
+    fn watch_overdue(&mut self) -> Result<()> {
+        let overdue = self
+            .journal
+            .overdue_receipts(self.cfg.run.receipt_deadline)?;
+        for o in &overdue {
+            if self.warned_overdue.insert(o.file_id) {
+                warn!(
+                    file = %o.file,
+                    id = o.file_id,
+                    parts = o.parts,
+                    part = %o.first_part,
+                    handed_over = %o.handed_over,
+                    "receipt overdue: no answer from Altinn within run.receipt_deadline of handing the part over"
+                );
+            }
+        }
+        if crate::metrics::enabled() {
+            crate::metrics::overdue(overdue.iter().map(|o| o.parts).sum());
+            crate::metrics::files(&self.journal.state_overview()?);
         }
         Ok(())
     }
@@ -1055,9 +1117,13 @@ impl Pipeline {
             match result {
                 Ok(Submitted::Sent) => {
                     info!(file = %out.file, part = %p.remote_name, bytes = p.bytes, "uploaded");
+                    crate::metrics::sent(p.letters, p.bytes);
                     sent.push(p.id);
                 }
                 Ok(Submitted::Answered(answer)) => {
+                    crate::metrics::sent(p.letters, p.bytes);
+                    let accepted = matches!(answer, Answer::Created { .. });
+                    crate::metrics::answered(u64::from(accepted), u64::from(!accepted));
                     match &answer {
                         Answer::Created {
                             correspondence_id,
@@ -1163,6 +1229,22 @@ impl Pipeline {
                     .collect();
                 self.journal
                     .record_receipt(part.id, r.status.as_str(), &r.text, &letters)?;
+                // A receipt without a letter list speaks for all the part's.
+                let (ok, all) = if letters.is_empty() {
+                    let all = part.letters.max(0) as u64;
+                    (
+                        if r.status.as_str() == journal::LETTER_OK {
+                            all
+                        } else {
+                            0
+                        },
+                        all,
+                    )
+                } else {
+                    let ok = letters.iter().filter(|l| l.1 == journal::LETTER_OK).count();
+                    (ok as u64, letters.len() as u64)
+                };
+                crate::metrics::answered(ok, all - ok);
                 // A refused batch does not use its SequenceNo.
                 let refused = matches!(
                     r.status,
