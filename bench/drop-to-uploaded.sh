@@ -67,7 +67,7 @@ daemon=$!
 until grep -q "dpv-batch running" "$work/run.log"; do sleep 0.01; done
 t0=$(now)
 mv "$work/gen/big.xml" "$work/inbox/big.xml"
-until grep -q "INFO uploaded" "$work/run.log"; do sleep 0.005; done
+until grep -q ": uploaded file=" "$work/run.log"; do sleep 0.005; done
 t_ours=$(secs "$t0" "$(now)")
 kill "$daemon"; wait "$daemon" 2>/dev/null || true
 [ "$(stat -c %s "$SFTP_ACCOUNT"/upload/dpv-*.xml)" = "$size" ] || { echo "uploaded size differs" >&2; exit 1; }

@@ -29,6 +29,15 @@ pub struct Config {
     pub transport: Transport,
     #[serde(default)]
     pub run: Run,
+    /// `[log]`: how log lines look (see `logging`).
+    #[serde(default)]
+    pub log: Log,
+    /// The file this config was loaded from (for the start-up log line);
+    /// not a key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    #[serde(default)]
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -371,12 +380,43 @@ pub struct Run {
     /// sooner; the look is what counts, since events get lost on network
     /// shares) and polls for receipts and confirmations.
     pub poll_ms: u64,
+    /// A part handed to the transport that has no receipt this long after
+    /// is overdue: listed by `status`, counted in the metrics, warned about
+    /// in the log, and a WARNING for `status --check`.
+    #[serde(deserialize_with = "duration")]
+    pub receipt_deadline: std::time::Duration,
 }
 
 impl Default for Run {
     fn default() -> Self {
-        Run { poll_ms: 500 }
+        Run {
+            poll_ms: 500,
+            receipt_deadline: std::time::Duration::from_secs(2 * 3600),
+        }
     }
+}
+
+/// `[metrics]`: the HTTP endpoint for monitoring (`/metrics`, `/health`),
+/// off unless `listen` is given (see `metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// The address to serve on, e.g. `"127.0.0.1:9464"`.
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// An IP address and a port; a name (`localhost`) is refused with the
+/// reason, since looking it up could bind somewhere unexpected.
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "'{s}' is not an address like \"127.0.0.1:9464\" or \"[::1]:9464\" (an IP address and a port; names are not looked up)"
+        ))
+    })
 }
 
 impl Run {
@@ -385,6 +425,23 @@ impl Run {
     pub fn poll(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.poll_ms.max(10))
     }
+}
+
+/// `[log]`: the format of log lines on standard error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `"text"` (key=value lines, the default) or `"json"` (one object a
+    /// line, for log shippers). `--log-format` wins over it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// A duration key: `"2s"`, `"10m"`, `"2h"`, `"1h 30m"` (humantime). The one
@@ -397,9 +454,10 @@ pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-/// What [`duration`] accepts, as a plain function (the loader's
-/// `NAME = "2s"` for a `NAME_ms` key goes through it too).
-pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+/// What [`duration`] accepts, as a plain function: the loader's
+/// `NAME = "2s"` for a `NAME_ms` key, and the command line's durations
+/// (`run --once --timeout 30m`), go through it too.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration like \"60s\", \"10m\" or \"1h\" ({e})"))
 }
@@ -543,6 +601,7 @@ impl Config {
         })?;
         let config = loaded.value.map(|mut c| {
             c.resolve(base);
+            c.source = Some(path.to_path_buf());
             c
         });
         Ok((
@@ -1386,6 +1445,35 @@ root = "altinn"
     }
 
     #[test]
+    fn metrics_are_off_by_default_and_listen_takes_an_ip_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpv.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load_checked(&path).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(7200));
+        let with = |extra: &str| {
+            std::fs::write(&path, format!("{MINIMAL}\n{extra}\n")).unwrap();
+            Config::load(&path)
+        };
+        let c = with("[metrics]\nlisten = \"127.0.0.1:9464\"\n[run]\nreceipt_deadline = \"90m\"")
+            .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.run.receipt_deadline, std::time::Duration::from_secs(5400));
+        let err = with("[metrics]\nlisten = \"localhost:9464\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'localhost:9464' is not an address like \"127.0.0.1:9464\""),
+            "{err}"
+        );
+        let err = with("[run]\nreceipt_deadline = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'soon' is not a duration"), "{err}");
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dpv.toml");
@@ -1747,6 +1835,16 @@ poll_interval = "60s"
             .unwrap_err()
             .to_string();
         assert!(err.contains("'soon' is not a duration like"), "{err}");
+    }
+
+    #[test]
+    fn command_line_durations_take_the_config_spellings() {
+        // `run --once --timeout` goes through the same parser as the keys.
+        let d = |s| parse_duration(s);
+        assert_eq!(d("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(d("1h30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(d("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert!(d("5x").unwrap_err().contains("'5x' is not a duration like"));
     }
 
     #[test]

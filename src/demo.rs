@@ -86,8 +86,19 @@ fn prepare(dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}/{sub}: {e}", dir.display()))?;
     }
     fs::write(dir.join(MARKER), "").map_err(|e| e.to_string())?;
+    // On a terminal only warnings are shown (the table below must not
+    // scroll away); the whole log goes here.
+    let log = dir.join(LOG_FILE);
+    if crate::logging::also_to_file(&log)
+        .map_err(|e| format!("cannot write {}: {e}", log.display()))?
+    {
+        println!("dpv-batch demo: the whole log is in {}", log.display());
+    }
     Ok(())
 }
+
+/// The demo's log file in its workspace (see `prepare`).
+const LOG_FILE: &str = "dpv-batch.log";
 
 const CONFIG: &str = r#"# dpv-batch demo configuration (paths are relative to this file)
 [paths]
@@ -208,7 +219,7 @@ fn run_altinn3(dir: &Path) -> Result<u8, String> {
             .and_then(|l| l.split('"').nth(1))
             .unwrap_or("?")
     );
-    let ended = daemon::run(
+    let ended = daemon::run_showing_progress(
         cfg.clone(),
         Some(daemon::Once {
             timeout: Duration::from_secs(60),
@@ -252,7 +263,7 @@ pub fn run(dir: &Path) -> Result<u8, String> {
         SAMPLES.len(),
         cfg.paths.inbox.display()
     );
-    let ended = daemon::run(
+    let ended = daemon::run_showing_progress(
         cfg.clone(),
         Some(daemon::Once {
             timeout: Duration::from_secs(60),

@@ -83,16 +83,23 @@ pub fn write_batch(spec: &Spec, out: &mut dyn Write) -> io::Result<()> {
         out,
         r#"<Correspondences xmlns="http://schemas.altinn.no/services/intermediary/correspondence/2009/10">"#
     )?;
+    // What comes from the command line is text, escaped like all we write.
+    let text = |s: &str| {
+        let mut out = String::new();
+        crate::xml_text::escape_into(&mut out, s, crate::xml_text::In::Text);
+        out
+    };
     writeln!(
         out,
         "  <SystemUserCode>{}</SystemUserCode>",
-        spec.system_user_code
+        text(&spec.system_user_code)
     )?;
     writeln!(
         out,
         "  <ShipmentReference>{}</ShipmentReference>",
-        spec.shipment_reference
+        text(&spec.shipment_reference)
     )?;
+    let prefix = text(&spec.reference_prefix);
     // One attachment body is shared by all letters: generating it once keeps
     // generation fast, and validation still reads every byte of every copy.
     let data = (spec.attachment_bytes > 0).then(|| attachment_data(spec.attachment_bytes, 7));
@@ -111,8 +118,7 @@ pub fn write_batch(spec: &Spec, out: &mut dyn Write) -> io::Result<()> {
       <MessageTitle>{title} nr. {i}</MessageTitle>
       <MessageSummary>{summary}</MessageSummary>
       <MessageBody>&lt;p&gt;{summary}&lt;/p&gt;</MessageBody>
-"#,
-            prefix = spec.reference_prefix
+"#
         )?;
         if let Some(data) = &data {
             write!(
@@ -158,4 +164,32 @@ pub fn write_batch(spec: &Spec, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(out, "</Correspondences>")?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_from_the_command_line_are_escaped() {
+        let spec = Spec {
+            shipment_reference: "A&B<1>".into(),
+            reference_prefix: "R&".into(),
+            letters: 1,
+            ..Spec::default()
+        };
+        let mut out = Vec::new();
+        write_batch(&spec, &mut out).unwrap();
+        struct Nothing;
+        impl crate::xml::Events for Nothing {
+            fn start(&mut self, _: &[u8], _: bool, _: crate::xml::Pos) {}
+            fn text(&mut self, _: &[u8]) {}
+            fn end(&mut self, _: &[u8], _: crate::xml::Pos) {}
+        }
+        let problems = crate::xml::parse(None, &mut &out[..], &mut Nothing);
+        assert!(problems.is_empty(), "{problems:?}");
+        let xml = String::from_utf8(out).unwrap();
+        assert!(xml.contains("<ShipmentReference>A&amp;B&lt;1&gt;</ShipmentReference>"));
+        assert!(xml.contains("<SendersReference>R&amp;00000000</SendersReference>"));
+    }
 }

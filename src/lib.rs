@@ -19,12 +19,15 @@
 //! Infrastructure: [`xml`] (the one place that talks to libxml2), [`config`]
 //! (the one place that knows TOML), [`durable`] (atomic writes, fsync),
 //! [`installation`] (the installation id, remote names, a lost journal),
-//! [`clock`], [`b64`], [`gen`] (synthetic batches), [`names`] (how a file name
-//! is shown: escaped, in logs, `status`, receipts and outbox names).
+//! [`clock`], [`b64`], [`gen`] (synthetic batches), [`systemd`] (Type=notify,
+//! the watchdog), [`names`] (how a file name is shown: escaped, in logs,
+//! `status`, receipts and outbox names), [`xml_text`] (the one escaping of
+//! text in every XML we write).
 
 pub mod altinn;
 pub mod altinn3;
 pub mod b64;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -33,13 +36,19 @@ pub mod durable;
 pub mod gen;
 pub mod installation;
 pub mod journal;
+pub mod logging;
+pub mod metrics;
 pub mod names;
+pub mod ops;
 pub mod outbox;
 pub mod package;
 pub mod pipeline;
+pub mod progress;
 pub mod sim;
 pub mod sim_altinn3;
 pub mod status;
+pub mod systemd;
 pub mod transport;
 pub mod validate;
 pub mod xml;
+pub mod xml_text;

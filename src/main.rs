@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use dpv_batch::config::LogFormat;
 use dpv_batch::gen;
 use dpv_batch::sim::cli::SimArgs;
 use dpv_batch::sim_altinn3::cli::SimAltinn3Args;
@@ -21,6 +22,10 @@ use dpv_batch::validate::{report, Options, Validator};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (key=value) or JSON (one object a line); wins
+    /// over the config's `[log] format`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<Format>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,7 +103,7 @@ enum Command {
         #[arg(long)]
         once: bool,
         /// With --once: how long to wait, e.g. 300s, 10m, 1h.
-        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        #[arg(long, default_value = "300s", value_parser = dpv_batch::config::parse_duration)]
         timeout: std::time::Duration,
     },
     /// Every input file with its state, age and last error.
@@ -109,6 +114,51 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only files in this state (received, staged, packaged,
+        /// submitted, finishing, done).
+        #[arg(long, value_parser = dpv_batch::status::filter::parse_state)]
+        state: Option<dpv_batch::journal::FileState>,
+        /// Only files received since: a duration back (2h, 7d) or a UTC
+        /// date or time (2026-11-28, 2026-11-28T12:00:00Z).
+        #[arg(long, value_name = "DURATION|DATE", value_parser = dpv_batch::status::filter::parse_since)]
+        since: Option<String>,
+        /// Only this file (an id, or a name: input, failed/archive or
+        /// receipt name); one file is shown with its parts and letters.
+        #[arg(long, value_name = "NAME|ID")]
+        file: Option<String>,
+        /// For monitors and cron: one summary line and a Nagios-style exit
+        /// code: 0 OK, 1 WARNING (receipts overdue, the transport retrying
+        /// or throttled), 2 CRITICAL (the transport needs an operator, or
+        /// work waits and nothing moves), 3 UNKNOWN (config or journal
+        /// unreadable).
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
+    },
+    /// Send a failed or archived file again, as a new input with its own
+    /// receipt (safe while the daemon runs; it takes it in at its next tick).
+    #[command(display_order = 3)]
+    Replay {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Also send content Altinn already has (past the duplicate check).
+        #[arg(long)]
+        force: bool,
+        /// The file's journal id (see `status`), or its name in failed/ or archive/.
+        #[arg(value_name = "NAME|ID")]
+        target: String,
+    },
+    /// Retention: remove what was finished longer ago than --older-than
+    /// from archive/, failed/, the outbox and the journal.
+    #[command(display_order = 3)]
+    Purge {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// e.g. 90d, 12w, 2160h.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// List exactly what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a config file and explain every problem.
     #[command(display_order = 4)]
@@ -169,14 +219,84 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A RUST_LOG that does not parse stops us before anything runs.
+    let directives = match dpv_batch::logging::directives() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dpv-batch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flag = cli.log_format.map(|f| match f {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    });
+    // `run` logs in its config's format (the flag wins), so it sets up
+    // logging once the config is read; everything else does it now.
+    let log = |format: Option<LogFormat>, quiet_terminal: bool| {
+        let setup = dpv_batch::logging::Setup {
+            format: flag.or(format).unwrap_or_default(),
+            quiet_terminal,
+        };
+        if let Err(e) = dpv_batch::logging::init(setup, directives.as_deref()) {
+            eprintln!("dpv-batch: cannot set up logging: {e}");
+        }
+    };
+    match &cli.command {
+        Command::Run { .. } => {}
+        // The demo on a terminal: its table must not scroll away under
+        // INFO lines, so only warnings show; the whole log is in the
+        // workspace (see demo).
+        Command::Demo { .. } => log(
+            None,
+            dpv_batch::progress::on_terminal() && directives.is_none(),
+        ),
+        _ => log(None, false),
+    }
     match cli.command {
         Command::Run {
             config,
             once,
             timeout,
-        } => run(&config, once.then_some(timeout)),
-        Command::Status { config, json } => status(&config, json),
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            log(Some(cfg.log.format), false);
+            run(cfg, once.then_some(timeout))
+        }
+        Command::Status {
+            config,
+            check: true,
+            ..
+        } => {
+            let (level, line) = dpv_batch::status::check(&config);
+            let _ = print_stdout(&format!("{line}\n"));
+            ExitCode::from(level as u8)
+        }
+        Command::Status {
+            config,
+            json,
+            state,
+            since,
+            file,
+            ..
+        } => status(
+            &config,
+            json,
+            &dpv_batch::status::filter::Filter { state, since, file },
+        ),
+        Command::Replay {
+            config,
+            force,
+            target,
+        } => replay(&config, &target, force),
+        Command::Purge {
+            config,
+            older_than,
+            dry_run,
+        } => purge(&config, older_than, dry_run),
         Command::CheckConfig { config, connect } => check_config(&config, connect),
         Command::Demo { dir, transport } => match dpv_batch::demo::run_with(
             &dir,
@@ -361,6 +481,10 @@ fn put(config: &std::path::Path, name: Option<String>, local: &std::path::Path) 
     }
 }
 
+/// `validate` shows progress on a terminal from this many files, or bytes.
+const VALIDATE_PROGRESS_FILES: usize = 20;
+const VALIDATE_PROGRESS_BYTES: u64 = 16 << 20;
+
 fn validate(
     format: Format,
     schema: Option<PathBuf>,
@@ -384,15 +508,39 @@ fn validate(
     };
     let mut reports = Vec::with_capacity(paths.len());
     let mut stdout = std::io::stdout().lock();
+    // Large inputs on a terminal: a progress bar (files, letters, bytes).
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let large = paths.len() >= VALIDATE_PROGRESS_FILES
+        || paths.iter().map(size).sum::<u64>() >= VALIDATE_PROGRESS_BYTES;
+    let mut bar = large
+        .then(|| dpv_batch::progress::Bar::start("validate"))
+        .flatten();
+    let mut counts = dpv_batch::progress::Counts {
+        total_files: paths.len() as u64,
+        ..Default::default()
+    };
     for path in paths {
         let mut r = validator.validate_path(path);
         if let Some(opts) = altinn3 {
             dpv_batch::altinn3::rules::add_to_report(&mut r, path, opts);
         }
         if let Format::Text = format {
-            let _ = stdout.write_all(report::text(&r).as_bytes());
+            dpv_batch::progress::suspend(|| {
+                let _ = stdout.write_all(report::text(&r).as_bytes());
+                let _ = stdout.flush();
+            });
+        }
+        counts.files += 1;
+        counts.letters += r.letters as u64;
+        counts.bytes += size(path);
+        if let Some(bar) = bar.as_mut() {
+            bar.set(counts);
         }
         reports.push(r);
+    }
+    if let Some(bar) = bar {
+        let valid = reports.iter().filter(|r| r.valid).count();
+        bar.finish(&format!("{valid} valid, {} invalid", reports.len() - valid));
     }
     if let Format::Json = format {
         let _ = writeln!(stdout, "{}", report::json(&reports));
@@ -409,35 +557,6 @@ fn validate(
     }
 }
 
-/// Logs go to standard error as plain `key=value` lines operators can grep;
-/// `RUST_LOG` (e.g. `debug`, `dpv_batch=info`) sets the level.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // One event, one line: control characters in it are escaped.
-        .with_writer(|| dpv_batch::names::SafeLines(std::io::stderr()))
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 300s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        _ => return Err(format!("'{s}': unknown unit '{unit}'; use ms, s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
-}
-
 fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, ExitCode> {
     dpv_batch::config::Config::load_checked(path).map_err(|e| {
         eprintln!("dpv-batch: {e}");
@@ -445,13 +564,9 @@ fn load_config(path: &std::path::Path) -> Result<dpv_batch::config::Config, Exit
     })
 }
 
-fn run(config: &std::path::Path, once: Option<std::time::Duration>) -> ExitCode {
+fn run(cfg: dpv_batch::config::Config, once: Option<std::time::Duration>) -> ExitCode {
     use dpv_batch::daemon::{self, Ended};
-    let cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match daemon::run(cfg, once.map(|timeout| daemon::Once { timeout })) {
+    match daemon::run_showing_progress(cfg, once.map(|timeout| daemon::Once { timeout })) {
         Ok(Ended::AllDone) | Ok(Ended::Stopped) => ExitCode::SUCCESS,
         Ok(Ended::TimedOut(pending)) => {
             eprintln!(
@@ -470,7 +585,50 @@ fn run(config: &std::path::Path, once: Option<std::time::Duration>) -> ExitCode 
     }
 }
 
-fn status(config: &std::path::Path, json: bool) -> ExitCode {
+fn replay(config: &std::path::Path, target: &str, force: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match dpv_batch::ops::replay::request(&cfg, target, force) {
+        Ok(r) => {
+            let _ = print_stdout(&dpv_batch::ops::replay::text(&r));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dpv-batch replay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn purge(config: &std::path::Path, older_than: std::time::Duration, dry_run: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match dpv_batch::ops::purge::run(&cfg, older_than, dry_run) {
+        Ok(r) => {
+            let _ = print_stdout(&dpv_batch::ops::purge::text(&r));
+            if r.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("dpv-batch purge: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(
+    config: &std::path::Path,
+    json: bool,
+    filter: &dpv_batch::status::filter::Filter,
+) -> ExitCode {
+    use dpv_batch::status::filter;
     let cfg = match dpv_batch::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -479,7 +637,28 @@ fn status(config: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     match dpv_batch::status::report(&cfg) {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.files = filter::apply(std::mem::take(&mut report.files), filter);
+            // One file named: in full, with its parts and letters.
+            if let ([one], Some(_)) = (report.files.as_slice(), &filter.file) {
+                return match filter::detail(&cfg, one.id) {
+                    Ok(d) => {
+                        let text = if json {
+                            serde_json::to_string_pretty(&d).unwrap_or_default() + "\n"
+                        } else {
+                            filter::detail_text(&d)
+                        };
+                        match print_stdout(&text) {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(_) => ExitCode::from(1),
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("dpv-batch status: {e}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
             let text = if json {
                 serde_json::to_string_pretty(&report.files).unwrap_or_default() + "\n"
             } else {

@@ -118,7 +118,7 @@ pub fn cut(shown: &str, max: usize) -> &str {
 }
 
 /// Characters that are escaped (besides the backslash).
-fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'
@@ -129,18 +129,10 @@ fn escape(bytes: &[u8], backslash: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            match c {
-                '\\' if backslash => out.push_str("\\\\"),
-                '\t' => out.push_str("\\t"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c if (c as u32) < 0x80 && needs_escape(c) => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
-                c if needs_escape(c) => {
-                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
-                }
-                c => out.push(c),
+            if (c == '\\' && backslash) || needs_escape(c) {
+                push_escape(&mut out, c);
+            } else {
+                out.push(c);
             }
         }
         for byte in chunk.invalid() {
@@ -148,6 +140,23 @@ fn escape(bytes: &[u8], backslash: bool) -> String {
         }
     }
     out
+}
+
+/// `c` written as an escape, the one way every escaped character is shown
+/// (also by [`crate::xml_text`] for characters XML cannot carry).
+pub(crate) fn push_escape(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        c if (c as u32) < 0x80 => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+    }
 }
 
 /// The escape at the start of `b` (which starts with a backslash): its bytes

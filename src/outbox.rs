@@ -15,6 +15,7 @@ use crate::journal::{EventLetter, FileRow, LetterEvent, LetterRow, Outcome, Part
 use crate::names;
 use crate::transport::altinn3::status as a3;
 use crate::validate::Finding;
+use crate::xml_text::{self, In};
 
 pub const RECEIPT_NS: &str = "urn:dpv-batch:receipt:1";
 
@@ -148,20 +149,17 @@ pub struct ReceiptDoc<'a> {
     pub hold: bool,
 }
 
+/// Text for the receipt, through the one XML escaping function.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\r' => out.push_str("&#13;"),
-            // Characters XML 1.0 cannot carry at all are dropped.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n') => {}
-            c => out.push(c),
-        }
-    }
+    xml_text::escape_into(&mut out, s, In::Text);
+    out
+}
+
+/// An attribute value (written between `"`).
+fn esc_attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    xml_text::escape_into(&mut out, s, In::Attribute);
     out
 }
 
@@ -280,10 +278,10 @@ pub fn receipt_xml(d: &ReceiptDoc<'_>) -> String {
                     let _ = write!(x, " errorCode=\"{e}\"");
                 }
                 if let Some(c) = &r.code {
-                    let _ = write!(x, " code=\"{}\"", esc(c));
+                    let _ = write!(x, " code=\"{}\"", esc_attr(c));
                 }
                 if let Some(t) = &r.trace_id {
-                    let _ = write!(x, " traceId=\"{}\"", esc(t));
+                    let _ = write!(x, " traceId=\"{}\"", esc_attr(t));
                 }
                 let _ = writeln!(x, ">{}</Refusal>", esc(&r.detail));
             }

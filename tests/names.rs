@@ -651,3 +651,25 @@ fn kill_9_while_names_of_every_shape_go_through() {
     no_temporary_files(&ws);
     outbox_schema_valid(&ws);
 }
+
+#[test]
+fn a_name_with_a_character_xml_cannot_carry_gets_a_well_formed_receipt() {
+    // U+FFFE and U+FFFF are allowed in a file name and shown as they are,
+    // but XML 1.0 cannot carry them: the receipt names them as escapes.
+    let ws = Workspace::new("rename");
+    let _sim = ws.sim();
+    for (i, c) in ['\u{FFFF}', '\u{FFFE}'].into_iter().enumerate() {
+        let name = format!("brev-{c}.xml");
+        fs::write(ws.inbox(&name), batch(&format!("NC{i}"))).expect("write");
+    }
+    ws.run_once_ok();
+    outbox_schema_valid(&ws);
+    for (c, escaped) in [('\u{FFFF}', r"\u{ffff}"), ('\u{FFFE}', r"\u{fffe}")] {
+        let receipt = ws.receipt_at(&receipt_name(&format!("brev-{c}.xml")));
+        assert_eq!(outcome(&receipt), "Accepted", "{receipt}");
+        assert_eq!(
+            tag(&receipt, "InputFile"),
+            vec![format!("brev-{escaped}.xml")]
+        );
+    }
+}

@@ -555,8 +555,9 @@ fn wrong_pinned_host_key_stops_once_and_loses_nothing() {
     assert_eq!(json[0]["outcome"], "Accepted", "{json}");
 }
 
-/// The daemon's log line for a part uploaded completely (and renamed).
-const UPLOADED: &str = "INFO uploaded file=";
+/// The daemon's log line for a part uploaded completely (and renamed),
+/// after the file's span (`INFO file{id=1 file=big.xml}: uploaded file=`).
+const UPLOADED: &str = ": uploaded file=";
 
 /// What the watcher saw in the account's upload/ during the big upload.
 #[derive(Default)]
@@ -705,8 +706,7 @@ fn sshd_killed_during_a_large_upload_through_the_pipeline() {
     // The daemon notices (the transport gives up after its tries: a
     // transient error) and keeps running; only then is sshd started again.
     assert!(
-        wait_for(Duration::from_secs(60), || log()
-            .contains("will retry the transport")),
+        wait_for(Duration::from_secs(60), || log().contains("transport down")),
         "the daemon did not report the dead server:\n{}",
         log()
     );
@@ -724,6 +724,15 @@ fn sshd_killed_during_a_large_upload_through_the_pipeline() {
         "the daemon did not upload the part after sshd came back:\n{}",
         log()
     );
+    // The outage was logged once when it began and once when it ended,
+    // not on every try.
+    assert!(
+        wait_for(Duration::from_secs(30), || log().contains("transport back")),
+        "{}",
+        log()
+    );
+    assert_eq!(log().matches("transport down").count(), 1, "{}", log());
+    assert_eq!(log().matches("transport back").count(), 1, "{}", log());
     signal(&daemon.0, "TERM");
     let status = daemon.0.wait().expect("wait for daemon");
     assert_eq!(status.code(), Some(0), "{}", log());

@@ -352,3 +352,31 @@ fn a_bad_root_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot create the folder"), "{err}");
 }
+
+#[test]
+fn sigterm_and_sigint_stop_a_running_simulator_cleanly() {
+    for signal in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["sim", "--poll-ms", "10", "--root"])
+            .arg(dir.path())
+            .spawn()
+            .expect("start sim");
+        // `.sim/` is made after the handlers are installed: from then on a
+        // signal asks the loop to stop instead of killing the process.
+        let state = dir.path().join(".sim");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !state.exists() {
+            assert!(std::time::Instant::now() < deadline, "sim never started");
+            std::thread::yield_now();
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{signal}: {status:?}");
+    }
+}

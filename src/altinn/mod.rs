@@ -517,30 +517,13 @@ impl Events for Collector<'_> {
     }
 }
 
-/// Append `s` to `out` as XML character data. Characters XML 1.0 cannot
-/// carry (most C0 controls) become U+FFFD; CR is written as a reference so
-/// it survives reading back.
-pub(crate) fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Write `<name>escaped text</name>` with `indent` spaces and a newline.
 pub(crate) fn leaf(out: &mut String, indent: usize, name: &str, text: &str) {
     out.extend(std::iter::repeat_n(' ', indent));
     out.push('<');
     out.push_str(name);
     out.push('>');
-    escape_into(out, text);
+    crate::xml_text::escape_into(out, text, crate::xml_text::In::Text);
     out.push_str("</");
     out.push_str(name);
     out.push_str(">\n");
@@ -675,12 +658,5 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789); // leap day 2024
         assert_eq!(xs_datetime_utc(t), "2024-02-29T12:34:56.789Z");
         assert!(is_xs_datetime(&xs_datetime_utc(SystemTime::now())));
-    }
-
-    #[test]
-    fn escaping() {
-        let mut s = String::new();
-        escape_into(&mut s, "a<b>&c\r\n\t\u{1}");
-        assert_eq!(s, "a&lt;b&gt;&amp;c&#13;\n\t\u{FFFD}");
     }
 }

@@ -453,11 +453,10 @@ fn network_verdict(e: &reqwest::Error) -> Verdict {
     }
 }
 
-/// Exponential back-off with jitter: ~0.5 s, 1 s, 2 s ... (± 50%).
+/// The wait before retry `try_no` (0: the first): 0.5 s, 1 s, 2 s ...
+/// with jitter, at most 2 min ([`crate::backoff`]).
 fn backoff(try_no: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << try_no.min(8));
-    let jitter = (Uuid::new_v4().as_u128() % 1000) as u64;
-    Duration::from_millis(base / 2 + base * jitter / 1000)
+    crate::backoff::delay(Duration::from_millis(500), Duration::from_secs(128), try_no)
 }
 
 impl Inner {

@@ -392,6 +392,49 @@ pub struct OverdueRow {
     pub due: String,
 }
 
+/// A `dpv-batch replay` request (see `ops::replay`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayRow {
+    pub id: i64,
+    /// The file sent again.
+    pub of_file_id: i64,
+    /// Forced past the duplicate check.
+    pub force: bool,
+    /// `preparing`, `ready`, `taken` or `abandoned`.
+    pub state: String,
+    /// The new input, once taken in.
+    pub file_id: Option<i64>,
+    pub requested_at: String,
+}
+
+/// Files in one state, for the metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateCount {
+    pub state: FileState,
+    pub files: i64,
+    /// Seconds since the oldest of them was taken in (0 for Done: not
+    /// looked at, their age says nothing).
+    pub oldest_seconds: i64,
+    /// Seconds since the last change to any of them (0 for Done).
+    pub idle_seconds: i64,
+}
+
+/// A file with parts handed to the transport longer ago than the receipt
+/// deadline and still without their receipt (or, for Altinn 3, answer).
+#[derive(Debug, Clone, Serialize)]
+pub struct OverdueReceipt {
+    pub file_id: i64,
+    pub file: String,
+    /// How many of its parts are overdue.
+    pub parts: i64,
+    /// The first overdue part's remote name (for a search on the remote side).
+    pub first_part: String,
+    /// When the oldest of them was handed over.
+    pub handed_over: String,
+    /// Seconds since then.
+    pub age_seconds: i64,
+}
+
 /// What [`Journal::probe`] found, without changing anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -467,7 +510,12 @@ pub trait Store: Send {
     /// Reserve where a finishing file's receipt goes and where the input
     /// moves, before either happens, so a restart finishes the same way.
     fn reserve_names(&self, id: i64, receipt_name: &str, moved_to: &str) -> Result<()>;
-    /// Is `name` reserved by a file as its receipt or destination name?
+    /// Is `name` reserved: a destination name of any file (archive/ and
+    /// failed/ names stay unique per input name while the journal has the
+    /// file), or the receipt name of a file not done yet? A done file's
+    /// receipt is in the outbox until the fagsystem takes it, and the
+    /// outbox alone then says whether the name is free: a receipt name is
+    /// used again once its earlier receipt is gone.
     fn name_reserved(&self, name: &str) -> Result<bool>;
     /// Destination names reserved by files not done yet: their
     /// `errors.txt` (named after them) may not be written yet, and its
@@ -573,6 +621,54 @@ pub trait Store: Send {
     /// Sent letters not published `overdue_after` past their requested
     /// publish time (or their creation), oldest first, at most `limit`.
     fn overdue_letters(&self, overdue_after: Duration, limit: usize) -> Result<Vec<OverdueRow>>;
+    /// Files per state (only states that have files), with the age of the
+    /// oldest: cheap however long the journal, for the metrics every tick.
+    fn state_overview(&self) -> Result<Vec<StateCount>>;
+    /// Seconds since any file last changed (None: no files). Reads every
+    /// file: for `status --check`, not for every tick.
+    fn quiet_seconds(&self) -> Result<Option<i64>>;
+    /// Files with parts handed over `deadline` ago or longer (first
+    /// journalled in flight) that have no receipt yet, oldest first.
+    fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>>;
+
+    // ---- operator commands (replay, purge, status filters) ---------------
+
+    /// Journal a replay request of Done file `of_file_id` (`preparing`:
+    /// its copy is not placed yet, the pipeline does not look at it).
+    fn request_replay(&self, of_file_id: i64, force: bool) -> Result<i64>;
+    /// The copy is placed: the pipeline may take the request in.
+    fn replay_ready(&self, replay_id: i64) -> Result<()>;
+    /// A request left `preparing` by a replay that was killed: never taken.
+    fn abandon_replay(&self, replay_id: i64) -> Result<()>;
+    /// Requests in `state` (`preparing`, `ready`, ...), oldest first.
+    fn replays_in(&self, state: &str) -> Result<Vec<ReplayRow>>;
+    /// Take a ready request in, in one transaction: a new Received file
+    /// `name` of `size` bytes, linked to the request (which becomes
+    /// `taken`). Returns the new file's id.
+    fn take_replay(&self, replay_id: i64, name: &str, size: u64) -> Result<i64>;
+    /// The request file `file_id` was taken in from, if it is a replay.
+    fn replay_of(&self, file_id: i64) -> Result<Option<ReplayRow>>;
+    /// Every request that replays `file_id`, oldest first.
+    fn replays_of(&self, file_id: i64) -> Result<Vec<ReplayRow>>;
+    /// Done files whose receipt name or destination is `name`, or named
+    /// `name` (as shown), newest first.
+    fn done_files_named(&self, name: &str) -> Result<Vec<FileRow>>;
+    /// Done files finished more than `older_than` ago, oldest first.
+    fn done_before(&self, older_than: Duration) -> Result<Vec<FileRow>>;
+    /// Event files published for file `id` (their outbox names).
+    fn published_events_of(&self, file_id: i64) -> Result<Vec<String>>;
+    /// Is more news still expected for Done file `id` (a letter still
+    /// polled, an event file not yet published)? Its rows must stay.
+    fn news_pending(&self, file_id: i64) -> Result<bool>;
+    /// Remove file `id`'s rows (letters, news, events, parts, the file), in
+    /// one transaction. If Altinn has its letters (`submitted_duplicate`
+    /// would match it), its content hash is kept in `purged_hashes`, so the
+    /// duplicate check still refuses the same content.
+    /// False (and nothing removed) when news came meanwhile
+    /// ([`Store::news_pending`], looked at in the same transaction).
+    fn purge_file(&self, file_id: i64) -> Result<bool>;
+    /// Move file `id`'s times back by `by` (tests of retention and filters).
+    fn backdate_file(&self, file_id: i64, by: Duration) -> Result<()>;
 
     // ---- notes -------------------------------------------------------------
 
@@ -615,4 +711,7 @@ pub fn open_read_only(path: &Path) -> Result<Box<Journal>> {
 pub mod notes {
     /// What the transport is going through (throttled, stopped: why).
     pub const TRANSPORT: &str = "transport";
+    /// Set (to the error) while the transport failed in a way retrying
+    /// cannot fix: an operator must act (`status --check`: CRITICAL).
+    pub const TRANSPORT_PERMANENT: &str = "transport_permanent";
 }

@@ -24,8 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use super::{
     Answer, EventLetter, EventRow, FileRow, FileState, JournalError, LetterEvent, LetterRow,
-    NewPart, Outcome, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal, Result,
-    StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
+    NewPart, Outcome, OverdueReceipt, OverdueRow, PartRow, PartState, PollRow, Probe, Refusal,
+    ReplayRow, Result, StateCount, StatusUpdate, Store, LETTER_OK, LETTER_REJECTED,
 };
 
 impl From<rusqlite::Error> for JournalError {
@@ -143,6 +143,55 @@ CREATE TABLE IF NOT EXISTS notes (
     at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 "#;
+
+/// Tables added after v2 without changing what v2 readers see (an older
+/// dpv-batch ignores them): created if missing on every read-write open.
+/// - `replays`: `dpv-batch replay` requests (see `ops::replay`): which
+///   file is sent again, forced past the duplicate check or not, where the
+///   request is (`preparing`: the copy is being placed; `ready`: placed, for
+///   the pipeline to take in; `taken`: `file_id` is the new input;
+///   `abandoned`: a killed request, never taken);
+/// - `purged_hashes`: the content hash of each sent file whose rows
+///   `dpv-batch purge` removed, so the duplicate check still knows it.
+const ADDITIONS: &str = r#"
+CREATE TABLE IF NOT EXISTS replays (
+    id INTEGER PRIMARY KEY,
+    of_file_id INTEGER NOT NULL,
+    force INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    file_id INTEGER,
+    requested_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE INDEX IF NOT EXISTS replays_file ON replays(file_id);
+CREATE INDEX IF NOT EXISTS replays_of ON replays(of_file_id);
+CREATE TABLE IF NOT EXISTS purged_hashes (
+    sha256 TEXT PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+"#;
+
+/// When each part was handed to the transport (first journalled in flight),
+/// for overdue receipts. A table of its own, created on every open, so a v2
+/// journal gains it without a version bump (a read-only `status` on a
+/// journal no daemon of this version has opened yet finds none, and sees no
+/// overdue receipts). No foreign key: rows of purged parts are harmless.
+const HANDOVERS: &str = r#"
+CREATE TABLE IF NOT EXISTS handovers (
+    part_id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+"#;
+
+/// Remember when a part leaves Packaged (the first time only).
+fn note_handover(conn: &Connection, part_id: i64, state: PartState) -> Result<()> {
+    if matches!(state, PartState::Uploading | PartState::Uploaded) {
+        conn.prepare_cached("INSERT OR IGNORE INTO handovers (part_id) VALUES (?1)")?
+            .execute([part_id])?;
+    }
+    Ok(())
+}
 
 /// v1 → v2, in one transaction with the version bump (see the module doc).
 const MIGRATE_1_TO_2: &str = r#"
@@ -341,6 +390,8 @@ impl SqliteJournal {
         } else {
             tx.execute_batch(SCHEMA)?;
         }
+        tx.execute_batch(ADDITIONS)?;
+        tx.execute_batch(HANDOVERS)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(SqliteJournal { conn })
@@ -468,6 +519,39 @@ impl SqliteJournal {
             installation_id,
             has_files,
         })
+    }
+
+    /// Does the journal have table `name`? A journal last opened for
+    /// writing by an older dpv-batch lacks the `ADDITIONS`, and `status`
+    /// opens it read-only, so it cannot add them.
+    fn has_table(&self, name: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn replays_where(&self, cond: &str, value: &dyn rusqlite::ToSql) -> Result<Vec<ReplayRow>> {
+        if !self.has_table("replays")? {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, of_file_id, force, state, file_id, requested_at FROM replays \
+             WHERE {cond} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([value], |r| {
+            Ok(ReplayRow {
+                id: r.get(0)?,
+                of_file_id: r.get(1)?,
+                force: r.get::<_, i64>(2)? != 0,
+                state: r.get(3)?,
+                file_id: r.get(4)?,
+                requested_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// A transaction through `&self`: every method is one atomic step, and
@@ -620,9 +704,42 @@ impl Store for SqliteJournal {
              (state IN ('Packaged', 'Submitted') OR outcome IN ('Accepted', 'PartiallyAccepted')) \
              ORDER BY id LIMIT 1"
         );
-        Ok(self
+        if let Some(row) = self
             .conn
             .query_row(&sql, params![sha256, id], file_row)
+            .optional()?
+        {
+            return Ok(Some(row));
+        }
+        // Sent once, its rows purged since: the hash is all that is left.
+        if !self.has_table("purged_hashes")? {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT file_id, name, received_at FROM purged_hashes WHERE sha256 = ?1",
+                [sha256],
+                |r| {
+                    Ok(FileRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        sha256: Some(sha256.to_string()),
+                        size: 0,
+                        state: FileState::Done,
+                        outcome: Some(Outcome::Accepted),
+                        reason: Some("purged from the journal".into()),
+                        letters: 0,
+                        received_at: r.get(2)?,
+                        updated_at: r.get(2)?,
+                        report_json: None,
+                        receipt_name: None,
+                        moved_to: None,
+                        idle_seconds: 0,
+                        receipt_staged: true,
+                    })
+                },
+            )
             .optional()?)
     }
 
@@ -652,7 +769,8 @@ impl Store for SqliteJournal {
 
     fn name_reserved(&self, name: &str) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE receipt_name = ?1 OR moved_to = ?1)",
+            "SELECT EXISTS (SELECT 1 FROM files \
+             WHERE (receipt_name = ?1 AND state != 'Done') OR moved_to = ?1)",
             [name],
             |r| r.get(0),
         )?)
@@ -785,10 +903,13 @@ impl Store for SqliteJournal {
     }
 
     fn set_part_state(&self, part_id: i64, state: PartState) -> Result<()> {
-        self.conn.execute(
+        let tx = self.tx()?;
+        tx.execute(
             "UPDATE parts SET state = ?2 WHERE id = ?1",
             params![part_id, state.as_str()],
         )?;
+        note_handover(&tx, part_id, state)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -798,6 +919,7 @@ impl Store for SqliteJournal {
             let mut stmt = tx.prepare_cached("UPDATE parts SET state = ?2 WHERE id = ?1")?;
             for id in part_ids {
                 stmt.execute(params![id, state.as_str()])?;
+                note_handover(&tx, *id, state)?;
             }
         }
         tx.commit()?;
@@ -832,6 +954,7 @@ impl Store for SqliteJournal {
             "UPDATE parts SET sequence_no = ?2, state = 'Uploading' WHERE id = ?1",
             params![part_id, n],
         )?;
+        note_handover(&tx, part_id, PartState::Uploading)?;
         tx.commit()?;
         Ok(n)
     }
@@ -1162,6 +1285,243 @@ impl Store for SqliteJournal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    // ---- operator commands -------------------------------------------------
+
+    fn request_replay(&self, of_file_id: i64, force: bool) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO replays (of_file_id, force, state) VALUES (?1, ?2, 'preparing')",
+            params![of_file_id, i64::from(force)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn replay_ready(&self, replay_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE replays SET state = 'ready' WHERE id = ?1 AND state = 'preparing'",
+            [replay_id],
+        )?;
+        Ok(())
+    }
+
+    fn abandon_replay(&self, replay_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE replays SET state = 'abandoned' WHERE id = ?1 AND state = 'preparing'",
+            [replay_id],
+        )?;
+        Ok(())
+    }
+
+    fn replays_in(&self, state: &str) -> Result<Vec<ReplayRow>> {
+        self.replays_where("state = ?1", &state)
+    }
+
+    fn take_replay(&self, replay_id: i64, name: &str, size: u64) -> Result<i64> {
+        let tx = self.tx()?;
+        tx.execute(
+            "INSERT INTO files (name, size, state) VALUES (?1, ?2, 'Received')",
+            params![name, size as i64],
+        )?;
+        let id = tx.last_insert_rowid();
+        let changed = tx.execute(
+            "UPDATE replays SET state = 'taken', file_id = ?2 WHERE id = ?1 AND state = 'ready'",
+            params![replay_id, id],
+        )?;
+        if changed != 1 {
+            return Err(JournalError(format!(
+                "replay request {replay_id} is not ready to be taken in"
+            )));
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn replay_of(&self, file_id: i64) -> Result<Option<ReplayRow>> {
+        Ok(self.replays_where("file_id = ?1", &file_id)?.pop())
+    }
+
+    fn replays_of(&self, file_id: i64) -> Result<Vec<ReplayRow>> {
+        self.replays_where("of_file_id = ?1", &file_id)
+    }
+
+    fn done_files_named(&self, name: &str) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE state = 'Done' \
+             AND (name = ?1 OR moved_to = ?1 OR receipt_name = ?1) ORDER BY id DESC"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([name], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn done_before(&self, older_than: Duration) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLS} FROM files WHERE state = 'Done' \
+             AND julianday(updated_at) < julianday('now', ?1) ORDER BY id"
+        );
+        let back = format!("-{:.3} seconds", older_than.as_secs_f64());
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([back], file_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn published_events_of(&self, file_id: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT outbox_name FROM events WHERE file_id = ?1 AND written = 2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([file_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn news_pending(&self, file_id: i64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM letters l JOIN parts p ON p.id = l.part_id \
+                            WHERE p.file_id = ?1 AND l.next_poll_at IS NOT NULL) \
+                 OR EXISTS (SELECT 1 FROM events WHERE file_id = ?1 AND written < 2) \
+                 OR EXISTS (SELECT 1 FROM letter_events e JOIN letters l ON l.id = e.letter_id \
+                            JOIN parts p ON p.id = l.part_id \
+                            WHERE p.file_id = ?1 AND e.event_id IS NULL)",
+            [file_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn state_overview(&self) -> Result<Vec<StateCount>> {
+        // Cheap however long the journal: the open files through the state
+        // index, and Done as all files (SQLite counts a table without
+        // reading its rows) less the open ones.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, count(*), \
+             CAST((julianday('now') - min(julianday(received_at))) * 86400 AS INTEGER), \
+             CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) \
+             FROM files WHERE state IN ('Received', 'Staged', 'Packaged', 'Submitted', 'Finishing') \
+             GROUP BY state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, files, oldest, idle) = row?;
+            if let Some(state) = FileState::parse(&state) {
+                out.push(StateCount {
+                    state,
+                    files,
+                    oldest_seconds: oldest.unwrap_or(0).max(0),
+                    idle_seconds: idle.unwrap_or(0).max(0),
+                });
+            }
+        }
+        let all: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+        let done = all - out.iter().map(|s| s.files).sum::<i64>();
+        if done > 0 {
+            out.push(StateCount {
+                state: FileState::Done,
+                files: done,
+                oldest_seconds: 0,
+                idle_seconds: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    fn quiet_seconds(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT CAST((julianday('now') - max(julianday(updated_at))) * 86400 AS INTEGER) FROM files",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn purge_file(&self, file_id: i64) -> Result<bool> {
+        // IMMEDIATE: the write lock first, so the daemon cannot add news
+        // between the look below and the deletes.
+        let tx = Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        if self.news_pending(file_id)? {
+            return Ok(false);
+        }
+        // Kept when the duplicate check would match it: the same rule as
+        // `submitted_duplicate` (letters Altinn accepted).
+        tx.execute(
+            "INSERT OR IGNORE INTO purged_hashes (sha256, file_id, name, received_at) \
+             SELECT sha256, id, name, received_at FROM files WHERE id = ?1 AND sha256 IS NOT NULL \
+             AND outcome IN ('Accepted', 'PartiallyAccepted')",
+            [file_id],
+        )?;
+        tx.execute(
+            "DELETE FROM letter_events WHERE letter_id IN \
+             (SELECT l.id FROM letters l JOIN parts p ON p.id = l.part_id WHERE p.file_id = ?1)",
+            [file_id],
+        )?;
+        tx.execute(
+            "DELETE FROM letters WHERE part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
+            [file_id],
+        )?;
+        tx.execute("DELETE FROM events WHERE file_id = ?1", [file_id])?;
+        tx.execute(
+            "DELETE FROM handovers WHERE part_id IN (SELECT id FROM parts WHERE file_id = ?1)",
+            [file_id],
+        )?;
+        tx.execute("DELETE FROM parts WHERE file_id = ?1", [file_id])?;
+        tx.execute(
+            "DELETE FROM replays WHERE (file_id = ?1 OR of_file_id = ?1) \
+             AND state IN ('taken', 'abandoned')",
+            [file_id],
+        )?;
+        tx.execute("DELETE FROM files WHERE id = ?1", [file_id])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn backdate_file(&self, file_id: i64, by: Duration) -> Result<()> {
+        let back = format!("-{:.3} seconds", by.as_secs_f64());
+        self.conn.execute(
+            "UPDATE files SET \
+             received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, ?2), \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, ?2) WHERE id = ?1",
+            params![file_id, back],
+        )?;
+        Ok(())
+    }
+
+    fn overdue_receipts(&self, deadline: Duration) -> Result<Vec<OverdueReceipt>> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handovers')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        // Driven by the parts' state index: only parts on their way are
+        // looked at, however many were ever sent.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.id, f.name, count(*), min(p.remote_name), min(h.at), \
+             CAST((julianday('now') - julianday(min(h.at))) * 86400 AS INTEGER) \
+             FROM parts p JOIN handovers h ON h.part_id = p.id JOIN files f ON f.id = p.file_id \
+             WHERE p.state IN ('Uploading', 'Uploaded') \
+             AND julianday(h.at) + ?1 / 86400.0 <= julianday('now') \
+             GROUP BY f.id ORDER BY min(h.at), f.id",
+        )?;
+        let rows = stmt.query_map([deadline.as_secs_f64()], |r| {
+            Ok(OverdueReceipt {
+                file_id: r.get(0)?,
+                file: r.get(1)?,
+                parts: r.get(2)?,
+                first_part: r.get(3)?,
+                handed_over: r.get(4)?,
+                age_seconds: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     // ---- notes -------------------------------------------------------------
 
     fn set_note(&self, key: &str, value: Option<&str>) -> Result<()> {
@@ -1313,6 +1673,64 @@ mod tests {
         let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
         assert_eq!(j.last_sequence("ABC").unwrap(), Some(7));
         assert_eq!(j.parts_of(f).unwrap()[1].sequence_no, Some(7));
+    }
+
+    #[test]
+    fn overdue_receipts_are_parts_handed_over_past_the_deadline_without_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let j = SqliteJournal::open(&path).unwrap();
+        let f = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(f, Some("aa"), 10).unwrap();
+        j.record_parts(f, "ABC", &[part(1, None, &["x"]), part(2, None, &["y"])])
+            .unwrap();
+        let parts = j.parts_of(f).unwrap();
+        // Not handed over yet: never overdue.
+        assert!(j.overdue_receipts(Duration::ZERO).unwrap().is_empty());
+        j.set_parts_state(&[parts[0].id, parts[1].id], PartState::Uploading)
+            .unwrap();
+        j.set_part_state(parts[0].id, PartState::Uploaded).unwrap();
+        assert!(j
+            .overdue_receipts(Duration::from_secs(3600))
+            .unwrap()
+            .is_empty());
+        let o = j.overdue_receipts(Duration::ZERO).unwrap();
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!((o[0].file_id, o[0].parts), (f, 2));
+        assert_eq!(o[0].first_part, parts[0].remote_name);
+        // An answered part is no longer overdue.
+        j.record_receipt(parts[0].id, "OK", "", &[]).unwrap();
+        assert_eq!(j.overdue_receipts(Duration::ZERO).unwrap()[0].parts, 1);
+        let states = j.state_overview().unwrap();
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!((states[0].state, states[0].files), (FileState::Packaged, 1));
+        // Done is counted as all files less the open ones.
+        let g = j.add_file("g.xml", 1).unwrap();
+        j.set_outcome(g, Outcome::Rejected, "no", None, 0).unwrap();
+        j.set_done(g).unwrap();
+        j.add_file("h.xml", 1).unwrap();
+        let counts: Vec<(FileState, i64)> = j
+            .state_overview()
+            .unwrap()
+            .iter()
+            .map(|s| (s.state, s.files))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (FileState::Packaged, 1),
+                (FileState::Received, 1),
+                (FileState::Done, 1)
+            ]
+        );
+        assert!(j.quiet_seconds().unwrap().is_some_and(|s| s < 60));
+
+        // A journal no daemon of this version opened has no handovers
+        // table: read-only, nothing is overdue (and nothing fails).
+        j.conn.execute_batch("DROP TABLE handovers").unwrap();
+        drop(j);
+        let ro = SqliteJournal::open_read_only(&path).unwrap();
+        assert!(ro.overdue_receipts(Duration::ZERO).unwrap().is_empty());
     }
 
     #[test]
@@ -1698,5 +2116,57 @@ mod tests {
         let first = j.unwritten_events().unwrap()[0].id;
         let taken = |n: &str| n == "a.xml.read-1.xml";
         assert_eq!(j.rename_event(first, &taken).unwrap(), "a.xml.read-4.xml");
+    }
+
+    #[test]
+    fn a_replay_is_taken_once_and_a_purged_sent_file_stays_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+        let a = j.add_file("a.xml", 10).unwrap();
+        j.set_staged(a, Some("same"), 10).unwrap();
+        j.record_parts(a, "ABC", &[part(1, None, &["x"])]).unwrap();
+        let p = &j.parts_of(a).unwrap()[0];
+        j.set_part_state(p.id, PartState::Uploaded).unwrap();
+        j.record_receipt(p.id, "OK", "", &[("x".into(), "OK".into(), String::new())])
+            .unwrap();
+        j.set_outcome(a, Outcome::Accepted, "ok", None, 1).unwrap();
+        j.reserve_names(a, "a.xml.receipt.xml", "a.xml").unwrap();
+        assert!(j.name_reserved("a.xml.receipt.xml").unwrap(), "in flight");
+        j.set_done(a).unwrap();
+        assert!(
+            !j.name_reserved("a.xml.receipt.xml").unwrap(),
+            "done: the outbox decides"
+        );
+        assert!(
+            j.name_reserved("a.xml").unwrap(),
+            "archive names stay unique"
+        );
+
+        // A replay: not taken while preparing, taken exactly once when ready.
+        let r = j.request_replay(a, true).unwrap();
+        assert!(j.replays_in("ready").unwrap().is_empty());
+        assert!(j.take_replay(r, "a.xml", 10).is_err());
+        j.replay_ready(r).unwrap();
+        let b = j.take_replay(r, "a.xml", 10).unwrap();
+        assert!(j.take_replay(r, "a.xml", 10).is_err(), "never twice");
+        assert_eq!(j.files_in(FileState::Received).unwrap().len(), 1);
+        let link = j.replay_of(b).unwrap().unwrap();
+        assert_eq!(
+            (link.of_file_id, link.force, link.state.as_str()),
+            (a, true, "taken")
+        );
+        assert_eq!(j.replays_of(a).unwrap().len(), 1);
+
+        // Purged: rows gone, the hash still a duplicate.
+        j.backdate_file(a, Duration::from_secs(100 * 86_400))
+            .unwrap();
+        let old = j.done_before(Duration::from_secs(90 * 86_400)).unwrap();
+        assert_eq!(old.iter().map(|f| f.id).collect::<Vec<_>>(), vec![a]);
+        assert!(!j.news_pending(a).unwrap());
+        assert!(j.purge_file(a).unwrap());
+        assert!(j.find_file(a).unwrap().is_none());
+        assert!(j.letters_of(a).unwrap().is_empty());
+        assert_eq!(j.submitted_duplicate("same", b).unwrap().unwrap().id, a);
+        assert!(j.submitted_duplicate("other", b).unwrap().is_none());
     }
 }

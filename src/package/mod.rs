@@ -36,6 +36,7 @@ use crate::b64;
 use crate::validate::package::{is_zip, PackageIndex, PackageLimits};
 use crate::validate::rules::{is_base64_space, Field, Structure};
 use crate::xml::{self, Events, Pos, Tag, BATCH_NS};
+use crate::xml_text::{self, In};
 
 /// How to cut and number parts.
 #[derive(Debug, Clone)]
@@ -587,14 +588,14 @@ impl<'a> PartWriter<'a> {
                 s.extend_from_slice(b" xmlns:");
                 s.extend_from_slice(p);
                 s.extend_from_slice(b"=\"");
-                escape_attr(&mut s, uri);
+                s.extend_from_slice(&xml_text::escape(uri, In::Attribute));
                 s.push(b'"');
             }
             _ => {
                 s.extend_from_slice(tag.local);
                 if uri != default.as_slice() {
                     s.extend_from_slice(b" xmlns=\"");
-                    escape_attr(&mut s, uri);
+                    s.extend_from_slice(&xml_text::escape(uri, In::Attribute));
                     s.push(b'"');
                     new_default = uri.to_vec();
                 }
@@ -609,7 +610,7 @@ impl<'a> PartWriter<'a> {
                     s.extend_from_slice(b"xmlns:");
                     s.extend_from_slice(p);
                     s.extend_from_slice(b"=\"");
-                    escape_attr(&mut s, a.uri.unwrap_or(b""));
+                    s.extend_from_slice(&xml_text::escape(a.uri.unwrap_or(b""), In::Attribute));
                     s.extend_from_slice(b"\" ");
                 }
                 s.extend_from_slice(p);
@@ -617,7 +618,7 @@ impl<'a> PartWriter<'a> {
             }
             s.extend_from_slice(a.local);
             s.extend_from_slice(b"=\"");
-            escape_attr(&mut s, &a.value);
+            s.extend_from_slice(&xml_text::escape(&a.value, In::Attribute));
             s.push(b'"');
         }
         s.push(b'>');
@@ -691,41 +692,13 @@ impl<W: Write> Write for Counting<'_, W> {
 }
 
 fn push_element(s: &mut String, name: &str, value: &str) {
-    let mut v = Vec::new();
-    escape_text(&mut v, value.as_bytes());
     s.push_str("  <");
     s.push_str(name);
     s.push('>');
-    s.push_str(&String::from_utf8_lossy(&v));
+    xml_text::escape_into(s, value, In::Text);
     s.push_str("</");
     s.push_str(name);
     s.push_str(">\n");
-}
-
-fn escape_text(out: &mut Vec<u8>, text: &[u8]) {
-    for &b in text {
-        match b {
-            b'&' => out.extend_from_slice(b"&amp;"),
-            b'<' => out.extend_from_slice(b"&lt;"),
-            b'>' => out.extend_from_slice(b"&gt;"),
-            b'\r' => out.extend_from_slice(b"&#13;"),
-            _ => out.push(b),
-        }
-    }
-}
-
-fn escape_attr(out: &mut Vec<u8>, text: &[u8]) {
-    for &b in text {
-        match b {
-            b'&' => out.extend_from_slice(b"&amp;"),
-            b'<' => out.extend_from_slice(b"&lt;"),
-            b'"' => out.extend_from_slice(b"&quot;"),
-            b'\t' => out.extend_from_slice(b"&#9;"),
-            b'\n' => out.extend_from_slice(b"&#10;"),
-            b'\r' => out.extend_from_slice(b"&#13;"),
-            _ => out.push(b),
-        }
-    }
 }
 
 impl Events for PartWriter<'_> {
@@ -783,14 +756,9 @@ impl Events for PartWriter<'_> {
                     self.data_has_text = true;
                 }
                 // Most text (all of an attachment's base64) needs no escaping:
-                // write it as it is.
-                if text.iter().any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
-                    let mut escaped = Vec::with_capacity(text.len() + 16);
-                    escape_text(&mut escaped, text);
-                    self.attempt(|w| Ok(w.write(&escaped)?));
-                } else {
-                    self.attempt(|w| Ok(w.write(text)?));
-                }
+                // it is written as it is, uncopied.
+                let text = xml_text::escape(text, In::Text);
+                self.attempt(|w| Ok(w.write(&text)?));
             }
             Where::Header | Where::Prolog => {}
         }

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, error, info, warn};
 
 use crate::altinn;
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::durable;
 use crate::installation::{self, ApplyError};
@@ -41,6 +42,7 @@ use crate::journal::{
     PartState,
 };
 use crate::names;
+use crate::ops::replay;
 use crate::outbox;
 use crate::package::{self, PackError, PackOptions};
 use crate::transport::{
@@ -95,61 +97,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PipelineError {
     move |e| PipelineError::Io(what, e)
 }
 
+/// The span around one file's work: every line logged inside it carries the
+/// file's id (`file{id=42 file=a.xml}: ...`, or `"span":{"id":42,...}` in
+/// JSON), so one grep finds a file's whole story.
+fn file_span(id: i64, name: &str) -> tracing::Span {
+    tracing::info_span!("file", id, file = %name)
+}
+
 /// The journal's file name inside the state folder.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
-
-/// Exponential backoff for the transport, so a server that is down is not
-/// hammered, and a recovered one is used again soon.
-struct Backoff {
-    until: Option<Instant>,
-    delay: Duration,
-}
-
-impl Backoff {
-    const MAX: Duration = Duration::from_secs(300);
-
-    fn ready(&self) -> bool {
-        self.until.is_none_or(|t| Instant::now() >= t)
-    }
-
-    fn failed(&mut self) -> Duration {
-        self.failed_upto(Self::MAX)
-    }
-
-    /// Like `failed`, with waits growing to at most `max`.
-    fn failed_upto(&mut self, max: Duration) -> Duration {
-        let base = if self.delay.is_zero() {
-            Duration::from_millis(500)
-        } else {
-            (self.delay * 2).min(max)
-        };
-        // Jitter of up to a quarter, from the clock's nanoseconds: enough to
-        // keep several senders from retrying in step.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let jitter = base / 4 * (nanos % 1000) / 1000;
-        self.delay = base;
-        self.until = Some(Instant::now() + base + jitter);
-        base + jitter
-    }
-
-    /// Wait at least `min` (Altinn's Retry-After) before the next try.
-    fn at_least(&mut self, min: Option<Duration>) {
-        if let Some(min) = min {
-            let until = Instant::now() + min;
-            if self.until.is_none_or(|t| t < until) {
-                self.until = Some(until);
-            }
-        }
-    }
-
-    fn succeeded(&mut self) {
-        self.until = None;
-        self.delay = Duration::ZERO;
-    }
-}
 
 /// Writing to the fagsystem's folders (receipts and read events to the
 /// outbox, inputs to archive/ or failed/) can fail for a while: a full disk,
@@ -212,6 +168,11 @@ pub struct Tick {
     /// The transport failed in a way retrying cannot fix (authentication,
     /// host key, permissions): an operator must act.
     pub permanent_error: Option<String>,
+    /// The transport's last operation failed (this tick or before, while
+    /// backing off): the error. For `/health` and the metrics.
+    pub transport_error: Option<String>,
+    /// ... and it failed in a way retrying cannot fix.
+    pub transport_stopped: bool,
 }
 
 /// At most this many files are taken in, and validated and packaged, per
@@ -244,6 +205,12 @@ pub struct Pipeline {
     backoff: Backoff,
     /// The last transport error, for the metrics.
     transport_error: Option<String>,
+    /// The last transport error was permanent (an operator must act).
+    transport_permanent: Option<String>,
+    /// The permanent-error note last written (`None`: not yet this run).
+    last_permanent: Option<Option<String>>,
+    /// Files whose overdue receipts were logged (once per file and start).
+    warned_overdue: std::collections::HashSet<i64>,
     /// The metrics last written, so an idle daemon does not rewrite (and
     /// fsync) the same file on every tick.
     last_metrics: String,
@@ -266,6 +233,13 @@ pub struct Pipeline {
     remote_due: Instant,
     /// This installation's id (see `installation`).
     installation_id: String,
+    /// Since when the transport is down (see `tick`): an outage is logged
+    /// once when it starts and once when it ends, not on every try.
+    /// (With: it was said to need an operator.)
+    outage: Option<(Instant, bool)>,
+    /// This tick's submit handed something to the transport (so a tick
+    /// without an error really reached it).
+    submitted: bool,
     _lock: File,
 }
 
@@ -301,31 +275,35 @@ impl Pipeline {
             intake,
             staging,
             parts,
-            backoff: Backoff {
-                until: None,
-                delay: Duration::ZERO,
-            },
+            backoff: Backoff::default(),
             transport_error: None,
+            transport_permanent: None,
+            last_permanent: None,
+            warned_overdue: std::collections::HashSet::new(),
             news_seen: false,
             submit_more: false,
             retry_wait: None,
             last_note: None,
             remote_due: Instant::now(),
             delivery: Delivery {
-                backoff: Backoff {
-                    until: None,
-                    delay: Duration::ZERO,
-                },
+                backoff: Backoff::default(),
                 failing: false,
             },
             last_metrics: String::new(),
             installation_id,
+            outage: None,
+            submitted: false,
             _lock: lock,
         })
     }
 
     pub fn journal(&self) -> &Journal {
         self.journal.as_ref()
+    }
+
+    /// This installation's id (see `installation`), for the start-up line.
+    pub fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     /// When the next tick may list the remote folders (receipts,
@@ -349,7 +327,8 @@ impl Pipeline {
     pub fn tick(&mut self) -> Result<Tick> {
         let mut tick = Tick::default();
         self.resume_received()?;
-        tick.taken = self.take_in()?;
+        tick.taken = self.take_replays()?;
+        tick.taken += self.take_in()?;
         let staged_left = self.process_staged()?;
         if self.backoff.ready() {
             let look = Instant::now() >= self.remote_due;
@@ -358,6 +337,7 @@ impl Pipeline {
             }
             // Each runs whatever the others did: one stuck upload must not
             // keep receipts for other files from being collected.
+            self.submitted = false;
             let results = [self.submit(), if look { self.collect() } else { Ok(()) }];
             let mut failed = false;
             for result in results {
@@ -368,7 +348,8 @@ impl Pipeline {
                         if t.kind == transport::ErrorKind::Permanent {
                             tick.permanent_error = Some(t.message.clone());
                         }
-                        warn!(error = %t, "transport trouble");
+                        self.transport_permanent = tick.permanent_error.clone();
+                        debug!(error = %t, "transport trouble");
                         self.transport_error = Some(t.message);
                         failed = true;
                     }
@@ -376,13 +357,48 @@ impl Pipeline {
             }
             if failed {
                 let wait = self.backoff.failed();
-                warn!(
-                    retry_in_ms = wait.as_millis() as u64,
-                    "will retry the transport"
-                );
-            } else {
+                let retry_in_ms = wait.as_millis() as u64;
+                let error = self.transport_error.as_deref().unwrap_or_default();
+                // An error only an operator can fix (authentication, host
+                // key, permissions) is an ERROR; it is said again if an
+                // outage that began as a transient one turns into it.
+                let permanent = tick.permanent_error.is_some();
+                match self.outage {
+                    None => {
+                        self.outage = Some((Instant::now(), permanent));
+                        if permanent {
+                            error!(error, retry_in_ms, "transport down, and it needs an operator; files wait (journalled) and it is tried again with backoff");
+                        } else {
+                            warn!(error, retry_in_ms, "transport down; files wait (journalled) and it is tried again with backoff");
+                        }
+                    }
+                    Some((since, false)) if permanent => {
+                        self.outage = Some((since, true));
+                        error!(
+                            error,
+                            retry_in_ms, "transport still down, and now it needs an operator"
+                        );
+                    }
+                    Some(_) => debug!(error, retry_in_ms, "transport still down"),
+                }
+            } else if look || self.submitted {
+                // Over once the transport was really reached: a listing, or
+                // something handed over. A tick with nothing to do proves
+                // nothing, so it neither ends an outage nor resets the
+                // backoff and the note (with a long poll_ms, ticks between
+                // two listings would clear them, and `status` would show a
+                // transport that is down as fine).
+                if let Some((since, _)) = self.outage.take() {
+                    let down = since.elapsed();
+                    info!(
+                        down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
+                        down_ms = down.as_millis() as u64,
+                        "transport back"
+                    );
+                }
                 self.backoff.succeeded();
                 self.transport_error = None;
+                self.transport_permanent = None;
             }
             // Parts that wait while others got through: at least as long as
             // Altinn asked (the transport does not back off further).
@@ -399,6 +415,9 @@ impl Pipeline {
             self.delivery.after(tick.finished + events, &failures);
         }
         self.write_metrics();
+        self.watch_overdue()?;
+        tick.transport_error = self.transport_error.clone();
+        tick.transport_stopped = self.transport_permanent.is_some();
         tick.open = self.journal.open_files()?;
         tick.busy = tick.taken == PER_TICK
             || staged_left
@@ -422,11 +441,18 @@ impl Pipeline {
     /// Files journalled as Received but not yet staged (a crash in between).
     fn resume_received(&mut self) -> Result<()> {
         for f in self.journal.files_in(FileState::Received)? {
+            let _span = file_span(f.id, &f.name).entered();
             let staged = self.staged_path(&f);
             // The journal keeps the name as shown; this is the entry's own.
+            // A replay's copy waits in state/replay/ instead (no marker).
             let raw = names::raw(&f.name);
-            let in_inbox = self.cfg.paths.inbox.join(&raw);
-            self.remove_marker(&raw);
+            let in_inbox = match self.journal.replay_of(f.id)? {
+                Some(r) => replay::placed_path(&self.cfg.paths.state, r.id),
+                None => {
+                    self.remove_marker(&raw);
+                    self.cfg.paths.inbox.join(&raw)
+                }
+            };
             if !present(&staged) {
                 if present(&in_inbox) {
                     if let Err(e) = durable::rename(&in_inbox, &staged) {
@@ -461,6 +487,38 @@ impl Pipeline {
         }
     }
 
+    /// Replays `dpv-batch replay` made ready (see `ops::replay`): each is
+    /// journalled as a new file linked to its request (one transaction),
+    /// then its copy is renamed into staging, like an inbox file; a crash
+    /// in between is finished by `resume_received`.
+    fn take_replays(&mut self) -> Result<usize> {
+        let mut taken = 0;
+        for r in self.journal.replays_in("ready")? {
+            let placed = replay::placed_path(&self.cfg.paths.state, r.id);
+            let (Some(of), Ok(meta)) = (
+                self.journal.find_file(r.of_file_id)?,
+                fs::symlink_metadata(&placed),
+            ) else {
+                // A ready request always has its copy: someone removed it.
+                warn!(request = r.id, copy = %placed.display(), "a replay request's copy is gone; abandoned");
+                self.journal.abandon_replay(r.id)?;
+                continue;
+            };
+            let id = self.journal.take_replay(r.id, &of.name, meta.len())?;
+            crate::ops::stop_point("replay-taken");
+            let f = self.journal.file(id)?;
+            let staged = self.staged_path(&f);
+            if let Err(e) = durable::rename(&placed, &staged) {
+                warn!(file = %f.name, id, error = %e, "cannot take the replay in; will try again");
+                continue;
+            }
+            self.mark_staged(&f, &staged)?;
+            taken += 1;
+            info!(file = %f.name, id, replay_of = of.id, request = r.id, forced = r.force, "replay taken in");
+        }
+        Ok(taken)
+    }
+
     fn take_in(&mut self) -> Result<usize> {
         let inbox = self.cfg.paths.inbox.clone();
         let ready = self
@@ -480,6 +538,7 @@ impl Pipeline {
             // Whatever the entry is (a link, a folder, a FIFO), it is only
             // renamed here, never opened or followed.
             let id = self.journal.add_file(&r.name, r.size)?;
+            let _span = file_span(id, &r.name).entered();
             let f = self.journal.file(id)?;
             let staged = self.staged_path(&f);
             self.remove_marker(&r.raw);
@@ -573,6 +632,7 @@ impl Pipeline {
                 break;
             }
             bytes += f.size.max(0);
+            let _span = file_span(f.id, &f.name).entered();
             // A bug must not become a crash loop on one input: a panic while
             // handling a file fails that file (with a receipt) and goes on.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -629,8 +689,14 @@ impl Pipeline {
             let transport = &mut self.transport;
             let (staged_ref, remote_ref) = (&staged, &remote_name);
             std::thread::scope(|scope| {
-                let upload =
-                    speculate.then(|| scope.spawn(move || transport.stage(staged_ref, remote_ref)));
+                let upload = speculate.then(|| {
+                    scope.spawn(move || {
+                        let sending = Instant::now();
+                        let staged = transport.stage(staged_ref, remote_ref);
+                        crate::metrics::upload_took(sending.elapsed());
+                        staged
+                    })
+                });
                 let hash = scope.spawn(move || hash_file(staged_ref));
                 let report = validator.validate_path(staged_ref);
                 let hashed = hash
@@ -660,14 +726,23 @@ impl Pipeline {
             }
         };
         self.journal.set_sha(f.id, &sha)?;
-        if let Some(first) = self.journal.submitted_duplicate(&sha, f.id)? {
+        // `dpv-batch replay --force` goes past the duplicate check.
+        let replay = self.journal.replay_of(f.id)?;
+        let duplicate = match &replay {
+            Some(r) if r.force => None,
+            _ => self.journal.submitted_duplicate(&sha, f.id)?,
+        };
+        if let Some(first) = duplicate {
             if staged_remote {
                 let _ = self.transport.discard(&remote_name);
             }
-            let reason = format!(
+            let mut reason = format!(
                 "duplicate: the same content was already submitted as '{}' (received {}); not sent again",
                 first.name, first.received_at
             );
+            if replay.is_some() {
+                reason.push_str(" (a replay: `dpv-batch replay --force` sends it anyway)");
+            }
             info!(file = %f.name, id = f.id, first = first.id, "duplicate refused");
             self.journal
                 .set_outcome(f.id, Outcome::Rejected, &reason, None, 0)?;
@@ -774,6 +849,7 @@ impl Pipeline {
                 match self.transport.commit(&remote_name, part.bytes as u64) {
                     Ok(()) => {
                         self.journal.set_part_state(part.id, PartState::Uploaded)?;
+                        crate::metrics::sent(part.letters, part.bytes);
                         info!(file = %f.name, part = %remote_name, bytes = part.bytes, "uploaded");
                     }
                     Err(e) => warn!(file = %f.name, error = %e, "commit failed; will send again"),
@@ -802,7 +878,10 @@ impl Pipeline {
             if batch.is_empty() {
                 return Ok(());
             }
+            self.submitted = true;
+            let sending = Instant::now();
             let results = self.transport.submit(&batch);
+            crate::metrics::upload_took(sending.elapsed());
             let go_on = self.record_submitted(&batch, results)?;
             // A long run of batches (Altinn throttling us) must show in `status`.
             self.note_transport()?;
@@ -830,6 +909,40 @@ impl Pipeline {
             self.journal
                 .set_note(journal::notes::TRANSPORT, said.as_deref())?;
             self.last_note = Some(said);
+        }
+        // Whether an operator must act (`status --check`: CRITICAL).
+        if self.last_permanent.as_ref() != Some(&self.transport_permanent) {
+            self.journal.set_note(
+                journal::notes::TRANSPORT_PERMANENT,
+                self.transport_permanent.as_deref(),
+            )?;
+            self.last_permanent = Some(self.transport_permanent.clone());
+        }
+        Ok(())
+    }
+
+    /// Receipts overdue (`run.receipt_deadline`): counted for the metrics,
+    /// with the files by state (one query each per tick, so a scrape only
+    /// renders), and logged as a warning once per file and start.
+    fn watch_overdue(&mut self) -> Result<()> {
+        let overdue = self
+            .journal
+            .overdue_receipts(self.cfg.run.receipt_deadline)?;
+        for o in &overdue {
+            if self.warned_overdue.insert(o.file_id) {
+                warn!(
+                    file = %o.file,
+                    id = o.file_id,
+                    parts = o.parts,
+                    part = %o.first_part,
+                    handed_over = %o.handed_over,
+                    "receipt overdue: no answer from Altinn within run.receipt_deadline of handing the part over"
+                );
+            }
+        }
+        if crate::metrics::enabled() {
+            crate::metrics::overdue(overdue.iter().map(|o| o.parts).sum());
+            crate::metrics::files(&self.journal.state_overview()?);
         }
         Ok(())
     }
@@ -1000,12 +1113,17 @@ impl Pipeline {
         let mut wait: Option<Duration> = None;
         for (out, result) in batch.iter().zip(results) {
             let p = &out.part;
+            let _span = file_span(p.file_id, &out.file).entered();
             match result {
                 Ok(Submitted::Sent) => {
                     info!(file = %out.file, part = %p.remote_name, bytes = p.bytes, "uploaded");
+                    crate::metrics::sent(p.letters, p.bytes);
                     sent.push(p.id);
                 }
                 Ok(Submitted::Answered(answer)) => {
+                    crate::metrics::sent(p.letters, p.bytes);
+                    let accepted = matches!(answer, Answer::Created { .. });
+                    crate::metrics::answered(u64::from(accepted), u64::from(!accepted));
                     match &answer {
                         Answer::Created {
                             correspondence_id,
@@ -1097,6 +1215,7 @@ impl Pipeline {
                     warn!(receipt = %handle.name, shipment = %r.shipment_reference, "receipt for no part waiting for one (a repeat?)");
                     return Ok(Disposition::Unmatched);
                 };
+                let _span = tracing::info_span!("file", id = part.file_id).entered();
                 let letters: Vec<(String, String, String)> = r
                     .letters
                     .iter()
@@ -1110,6 +1229,22 @@ impl Pipeline {
                     .collect();
                 self.journal
                     .record_receipt(part.id, r.status.as_str(), &r.text, &letters)?;
+                // A receipt without a letter list speaks for all the part's.
+                let (ok, all) = if letters.is_empty() {
+                    let all = part.letters.max(0) as u64;
+                    (
+                        if r.status.as_str() == journal::LETTER_OK {
+                            all
+                        } else {
+                            0
+                        },
+                        all,
+                    )
+                } else {
+                    let ok = letters.iter().filter(|l| l.1 == journal::LETTER_OK).count();
+                    (ok as u64, letters.len() as u64)
+                };
+                crate::metrics::answered(ok, all - ok);
                 // A refused batch does not use its SequenceNo.
                 let refused = matches!(
                     r.status,
@@ -1164,6 +1299,7 @@ impl Pipeline {
     fn settle_submitted(&mut self) -> Result<()> {
         let hold = self.transport.receipt_waits_for_publication();
         for f in self.journal.files_in(FileState::Submitted)? {
+            let _span = file_span(f.id, &f.name).entered();
             let parts = self.journal.parts_of(f.id)?;
             if parts.iter().any(|p| p.state != PartState::Receipted) {
                 continue;
@@ -1222,6 +1358,7 @@ impl Pipeline {
         let mut n = 0;
         for f in files {
             let (id, name) = (f.id, f.name.clone());
+            let _span = file_span(id, &name).entered();
             match self.finish_one(f) {
                 Ok(()) => n += 1,
                 // A full disk or a bad permission on the outbox: nothing is
@@ -1329,6 +1466,7 @@ impl Pipeline {
         self.journal.plan_events(&taken)?;
         let mut n = 0;
         for e in self.journal.unwritten_events()? {
+            let _span = tracing::info_span!("file", id = e.file_id).entered();
             match self.write_event(&e) {
                 Ok(true) => n += 1,
                 Ok(false) => {}

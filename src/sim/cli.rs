@@ -4,10 +4,11 @@
 //! Stopping: SIGINT/SIGTERM set a flag that the poll loop checks (a second
 //! signal exits at once), and so does a file `.sim/stop` under the root.
 //! Std has no signal API and tokio would be a whole runtime for one flag,
-//! so the handler is installed with libc's `signal` directly (Unix only).
+//! so signal-hook's `flag` module sets it (no `unsafe` of our own).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::{run_observed, SimOptions, Simulator, StepReport};
@@ -67,8 +68,13 @@ pub fn main(args: SimArgs) -> ExitCode {
             .and_then(|mut sim| sim.step())
             .map(|report| print(&report))
     } else {
-        signals::install();
-        run_observed(&args.root, opts, signals::flag(), &mut print)
+        match stop_on_signals() {
+            Ok(stop) => run_observed(&args.root, opts, stop, &mut print),
+            Err(e) => {
+                eprintln!("dpv-batch sim: cannot handle SIGINT/SIGTERM: {e}");
+                return ExitCode::from(2);
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,51 +91,17 @@ fn print(report: &StepReport) {
     }
 }
 
-#[cfg(unix)]
-mod signals {
-    use std::ffi::c_int;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
+/// SIGINT and SIGTERM set the stop flag; a second one, with the flag already
+/// set, exits at once with 130 (signal-hook does both in async-signal-safe
+/// code: an atomic store, or `_exit`).
+fn stop_on_signals() -> std::io::Result<&'static AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
     static STOP: AtomicBool = AtomicBool::new(false);
-
-    const SIGINT: c_int = 2;
-    const SIGTERM: c_int = 15;
-
-    extern "C" {
-        fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
-        fn _exit(status: c_int) -> !;
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the earlier signal left it.
+        flag::register_conditional_shutdown(signal, 130, &STOP)?;
+        flag::register(signal, &STOP)?;
     }
-
-    extern "C" fn on_signal(_: c_int) {
-        // Only async-signal-safe work here: an atomic swap, or _exit.
-        if STOP.swap(true, Ordering::SeqCst) {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { _exit(130) }
-        }
-    }
-
-    pub fn install() {
-        // SAFETY: the handler only touches an atomic (or calls _exit), which
-        // is allowed in a signal handler.
-        unsafe {
-            signal(SIGINT, on_signal);
-            signal(SIGTERM, on_signal);
-        }
-    }
-
-    pub fn flag() -> &'static AtomicBool {
-        &STOP
-    }
-}
-
-#[cfg(not(unix))]
-mod signals {
-
-    static STOP: AtomicBool = AtomicBool::new(false);
-
-    pub fn install() {}
-
-    pub fn flag() -> &'static AtomicBool {
-        &STOP
-    }
+    Ok(&STOP)
 }

@@ -14,6 +14,13 @@
 //! (a server with an ed25519 and an ECDSA key would otherwise offer the one
 //! libssh2 prefers, which is a spurious mismatch).
 //!
+//! Not through the `ssh-key` crate's `known_hosts` either: it splits a line
+//! on a single space and keeps leading blanks, so it refuses lines OpenSSH
+//! reads (tab-separated, indented, several spaces: `ssh-keygen -F` finds
+//! them), it fails a whole file on one line it cannot parse, and it has no
+//! host matching, which is most of this module; it would replace only the
+//! line splitting below, with a tree of SSH crates.
+//!
 //! Supported: plain and hashed (`|1|salt|hmac`) host fields, `[host]:port`,
 //! comma-separated patterns with `*`/`?` wildcards and `!` negation,
 //! `@revoked` markers. Not supported: `@cert-authority` (host certificates);
@@ -22,6 +29,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -43,8 +52,7 @@ impl HostKey {
 /// The OpenSSH SHA256 fingerprint of a key blob.
 pub fn fingerprint(blob: &[u8]) -> String {
     let digest = Sha256::digest(blob);
-    let b64 = crate::b64::encode(&digest);
-    format!("SHA256:{}", b64.trim_end_matches('='))
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(digest))
 }
 
 /// Normalise a configured fingerprint (`SHA256:abc...`, padding optional)
@@ -307,29 +315,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 /// Standard base64 (padding optional); `None` on anything else.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A single leftover character cannot encode a byte.
-    (bits < 6).then_some(out)
+    crate::b64::LENIENT.decode(s).ok()
 }
 
 #[cfg(test)]
@@ -346,6 +332,21 @@ mod tests {
         }
         assert!(decode_b64("a").is_none());
         assert!(decode_b64("ab$c").is_none());
+    }
+
+    #[test]
+    fn lines_split_as_openssh_splits_them() {
+        // `ssh-keygen -F` finds all three: fields split on any run of spaces
+        // or tabs, leading blanks ignored. (ssh-key's known_hosts parser
+        // splits on one ' ' and keeps leading blanks, so it refuses the
+        // first two; that is why this parser stays.)
+        let text = format!(
+            "tabbed\tssh-ed25519\t{KEY}\n  indented  ssh-ed25519   {KEY}\nplain ssh-ed25519 {KEY} c#1\n"
+        );
+        for host in ["tabbed", "indented", "plain"] {
+            let (keys, _) = parse_known_hosts(&text, host, 22).unwrap();
+            assert_eq!(keys.len(), 1, "{host}");
+        }
     }
 
     #[test]

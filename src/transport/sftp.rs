@@ -395,30 +395,15 @@ impl Settings {
         })
     }
 
-    /// Exponential backoff with jitter: base * 2^(try-1), capped, times [0.5, 1).
+    /// The wait before try `attempt` (1: the first retry): from `retry_ms`,
+    /// doubling, capped at `retry_max_ms` ([`crate::backoff`]).
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .cfg
-            .retry_ms
-            .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20));
-        let capped = exp.min(self.cfg.retry_max_ms.max(self.cfg.retry_ms));
-        let jitter = 0.5 + 0.5 * random_unit();
-        Duration::from_millis((capped as f64 * jitter) as u64)
+        crate::backoff::delay(
+            Duration::from_millis(self.cfg.retry_ms),
+            Duration::from_millis(self.cfg.retry_max_ms),
+            attempt.saturating_sub(1),
+        )
     }
-}
-
-/// A number in [0, 1) that differs between calls and processes (for
-/// jitter only; not cryptographic).
-fn random_unit() -> f64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The algorithm name inside an SSH key blob (`string algo, ...`).
