@@ -67,6 +67,24 @@ const SAMPLES: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// Drop the samples into the inbox, each with a modification time a second
+/// after the one before: files are taken in oldest first, so the demo's
+/// story (the original, then its duplicate) does not depend on two files
+/// written in the same instant sorting by name.
+fn drop_samples(inbox: &Path) -> Result<(), String> {
+    let first = std::time::SystemTime::now() - Duration::from_secs(SAMPLES.len() as u64 + 1);
+    for (i, (name, bytes)) in SAMPLES.iter().enumerate() {
+        let path = inbox.join(name);
+        durable::write_atomic(&path, bytes).map_err(|e| e.to_string())?;
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(first + Duration::from_secs(i as u64)))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn prepare(dir: &Path) -> Result<(), String> {
     if dir.exists() {
         let is_demo = dir.join(MARKER).exists();
@@ -206,9 +224,7 @@ fn run_altinn3(dir: &Path) -> Result<u8, String> {
     let config_path = dir.join("dpv-batch.toml");
     fs::write(&config_path, config).map_err(|e| e.to_string())?;
     let cfg = Config::load_checked(&config_path).map_err(|e| e.to_string())?;
-    for (name, bytes) in SAMPLES {
-        durable::write_atomic(&cfg.paths.inbox.join(name), bytes).map_err(|e| e.to_string())?;
-    }
+    drop_samples(&cfg.paths.inbox)?;
     println!(
         "dpv-batch demo: {} files dropped into {}, sent through Altinn 3 (simulated at {})",
         SAMPLES.len(),
@@ -255,9 +271,7 @@ pub fn run(dir: &Path) -> Result<u8, String> {
         sim::run(&sim_root, opts, &sim_stop).map_err(|e| e.to_string())
     });
 
-    for (name, bytes) in SAMPLES {
-        durable::write_atomic(&cfg.paths.inbox.join(name), bytes).map_err(|e| e.to_string())?;
-    }
+    drop_samples(&cfg.paths.inbox)?;
     println!(
         "dpv-batch demo: {} files dropped into {}",
         SAMPLES.len(),
