@@ -33,6 +33,11 @@ const TESTS: &[&str] = &[
     "procps",
     "mount",
     "util-linux",
+    // tests/deploy.rs: systemd-analyze, systemd-tmpfiles, systemd-sysusers;
+    // strace for the unit's system-call filter; sqlite3 for the backup.
+    "systemd",
+    "strace",
+    "sqlite3",
 ];
 
 struct Bare {

@@ -429,6 +429,13 @@ async fn read_form(
         let Some(file_name) = file_name else {
             values += 1;
             if values > FORM_VALUE_COUNT_LIMIT {
+                // Read the rest before answering, as Kestrel drains a body
+                // it refused: a client still sending would otherwise see
+                // the connection drop instead of the answer.
+                drop(field);
+                while let Ok(Some(mut rest)) = multipart.next_field().await {
+                    while let Ok(Some(_)) = rest.chunk().await {}
+                }
                 return Err(form_error(&format!(
                     "Form value count limit {FORM_VALUE_COUNT_LIMIT} exceeded."
                 )));
