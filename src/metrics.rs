@@ -47,14 +47,7 @@ pub const UPLOAD_DURATION: &str = "dpv_batch_upload_duration_seconds";
 pub const BUILD_INFO: &str = "dpv_batch_build_info";
 
 /// Every file state, so a state that empties shows 0 (not its last count).
-const STATES: [FileState; 6] = [
-    FileState::Received,
-    FileState::Staged,
-    FileState::Packaged,
-    FileState::Submitted,
-    FileState::Finishing,
-    FileState::Done,
-];
+const STATES: &[FileState] = FileState::ALL;
 
 /// Histogram buckets (seconds). A tick is usually milliseconds; a large
 /// batch or a slow SFTP server makes minutes.
@@ -121,7 +114,7 @@ pub fn install() -> Option<PrometheusHandle> {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Until the first tick has looked, the transport is presumed up.
     gauge!(TRANSPORT_UP).set(1.0);
-    for state in STATES {
+    for state in STATES.iter().copied() {
         gauge!(FILES, "state" => label(state)).set(0.0);
     }
     gauge!(RECEIPTS_OVERDUE).set(0.0);
@@ -156,7 +149,7 @@ pub fn upload_took(d: Duration) {
 
 /// The files per state, from the journal (once per tick).
 pub fn files(overview: &[StateCount]) {
-    for state in STATES {
+    for state in STATES.iter().copied() {
         let row = overview.iter().find(|r| r.state == state);
         let l = label(state);
         gauge!(FILES, "state" => l.clone()).set(row.map_or(0, |r| r.files) as f64);

@@ -115,6 +115,9 @@ pub enum LetterEvent {
 macro_rules! text_enum {
     ($t:ty { $($v:ident),* }) => {
         impl $t {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$t] = &[$(<$t>::$v),*];
+
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$v => stringify!($v)),* }
             }

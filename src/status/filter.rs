@@ -29,19 +29,15 @@ pub struct Filter {
 
 /// `--state`: a file state, any case (`done`, `Submitted`).
 pub fn parse_state(s: &str) -> Result<FileState, String> {
-    [
-        FileState::Received,
-        FileState::Staged,
-        FileState::Packaged,
-        FileState::Submitted,
-        FileState::Finishing,
-        FileState::Done,
-    ]
-    .into_iter()
-    .find(|st| st.as_str().eq_ignore_ascii_case(s))
-    .ok_or_else(|| {
-        format!("'{s}' is not a state: received, staged, packaged, submitted, finishing or done")
-    })
+    FileState::ALL
+        .iter()
+        .copied()
+        .find(|st| st.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            format!(
+                "'{s}' is not a state: received, staged, packaged, submitted, finishing or done"
+            )
+        })
 }
 
 /// `--since`: a duration back from now, or a UTC date or time; the result
