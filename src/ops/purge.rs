@@ -121,7 +121,7 @@ pub fn run(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Report, 
             {
                 info!(file = %item.file.name, id = item.file.id, hash_kept = item.hash_kept(), "purged from the journal");
             } else {
-                item.kept_because = Some("news came in meanwhile".into());
+                item.kept_because = Some("news, or a replay of it, came in meanwhile".into());
             }
         }
     }
