@@ -213,3 +213,86 @@ fn a_purge_that_meets_a_replay_under_way_keeps_the_file_and_the_replay_happens()
         "forced: sent again {refs:?}"
     );
 }
+
+/// A free port on 127.0.0.1 (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("free port")
+        .port()
+}
+
+/// Wait (up to 60 s) until `cond` holds; false if it never did.
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// Clients of the metrics port that connect and never finish a request
+/// (60 of them, with the daemon allowed 48 descriptors) used to take every
+/// descriptor: the next tick could not list the inbox ("Too many open
+/// files") and the daemon stopped. Now only a few connections are served at
+/// once, each for a limited time: the daemon keeps working, a silent
+/// client is cut off, and a scraper is answered once the port is free.
+#[test]
+fn silent_metrics_clients_cannot_starve_the_pipeline_of_descriptors() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let ws = Workspace::with(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let mut daemon = Killed(
+        Command::new("prlimit")
+            .args(["--nofile=48:48", bin(), "run", "--config"])
+            .arg(ws.path("dpv.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon under prlimit"),
+    );
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(wait_for(|| connect().is_ok()), "the metrics port opens");
+    let mut silent: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| {
+            let mut s = connect().expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.1\r\n")
+                .expect("half a request");
+            s
+        })
+        .collect();
+
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    assert!(
+        wait_for(|| ws.path("outbox/bad.xml.receipt.xml").exists()),
+        "the pipeline went on"
+    );
+    assert!(
+        daemon.0.try_wait().expect("wait").is_none(),
+        "still running"
+    );
+
+    // The first silent client is cut off (end of stream, no answer).
+    let first = &mut silent[0];
+    first
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let _ = first.read_to_end(&mut got);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+
+    // Once they are gone, a scraper is answered.
+    drop(silent);
+    let mut s = connect().expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
