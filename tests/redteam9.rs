@@ -296,3 +296,33 @@ fn silent_metrics_clients_cannot_starve_the_pipeline_of_descriptors() {
     s.read_to_string(&mut answer).expect("answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Purge took `NAME.errors.txt` beside every purged input, also in
+/// archive/ (where a sent file has none): a newer input the fagsystem named
+/// `a.xml.errors.txt`, archived there under that name, was removed with the
+/// old `a.xml`, long before its own time (and its replay then failed).
+#[test]
+fn purge_removes_only_the_errors_file_of_the_input_it_purges() {
+    let ws = Workspace::new();
+    {
+        let _sim = ws.sim();
+        ws.drop_file("a.xml", &sample("valid/letters-nynorsk-english.xml"));
+        ws.run_once();
+        ws.drop_file("a.xml.errors.txt", &sample("valid/latin1.xml"));
+        ws.run_once();
+    }
+    assert_eq!(
+        ws.names("archive"),
+        set_names(&["a.xml", "a.xml.errors.txt"])
+    );
+    ws.journal()
+        .backdate_file(1, std::time::Duration::from_secs(100 * 86_400))
+        .unwrap();
+    let said = ws.ok(&["purge", "--older-than", "90d", "--dry-run"]);
+    assert!(!said.contains("archive/a.xml.errors.txt"), "{said}");
+    let said = ws.ok(&["purge", "--older-than", "90d"]);
+    assert!(!said.contains("archive/a.xml.errors.txt"), "{said}");
+    assert_eq!(ws.names("archive"), set_names(&["a.xml.errors.txt"]));
+    // Its receipt is still in the outbox (recent): file 1's rows stay.
+    assert_eq!(ws.ids(&[]), vec![2, 1]);
+}

@@ -163,8 +163,19 @@ fn plan_one(
     // The input and its errors.txt: by the journal's time alone (their
     // mtime is when the fagsystem wrote the input).
     if let Some(moved) = moved_path(cfg, f) {
-        let errors = moved.with_file_name(outbox::errors_name(f.moved_to.as_deref().unwrap_or("")));
-        for path in [moved, errors] {
+        let mut paths = vec![moved.clone()];
+        // Only an input in failed/ has an errors file (`finish_one` writes
+        // none beside an archived one), and a name that another input was
+        // moved to is that input's, whatever it looks like.
+        let errors_name = outbox::errors_name(f.moved_to.as_deref().unwrap_or(""));
+        let sent = matches!(
+            f.outcome,
+            Some(Outcome::Accepted | Outcome::PartiallyAccepted)
+        );
+        if !sent && !journal.name_reserved(&errors_name).map_err(err)? {
+            paths.push(moved.with_file_name(errors_name));
+        }
+        for path in paths {
             if fs::symlink_metadata(&path).is_ok() {
                 item.remove.push(path);
             }
