@@ -326,3 +326,53 @@ fn purge_removes_only_the_errors_file_of_the_input_it_purges() {
     // Its receipt is still in the outbox (recent): file 1's rows stay.
     assert_eq!(ws.ids(&[]), vec![2, 1]);
 }
+
+fn set_mtime(path: &std::path::Path, ago: std::time::Duration) {
+    let f = fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.set_modified(std::time::SystemTime::now() - ago)
+        .expect("set mtime");
+}
+
+/// The daemon stopped, and the fagsystem went on dropping files: nothing
+/// reaches the journal, so `status --check` said OK ("0 file(s) in
+/// progress") for ever. Files ready in the inbox for longer than the stall
+/// limit are now CRITICAL, as the README promises for a daemon not running.
+#[test]
+fn status_check_is_critical_when_files_wait_in_the_inbox_of_a_stopped_daemon() {
+    let ws = Workspace::new();
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    let check = |ws: &Workspace| {
+        let out = ws.cmd(&["status", "--check"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(0), "{line}");
+
+    // Just dropped: the daemon may simply not have ticked yet.
+    ws.drop_file("late.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(0), "{line}");
+
+    // Twenty minutes later, still there.
+    set_mtime(
+        &ws.path("inbox/late.xml"),
+        std::time::Duration::from_secs(20 * 60),
+    );
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(2), "{line}");
+    assert_eq!(
+        line.trim_end(),
+        "DPV-BATCH CRITICAL - 1 file(s) in the inbox not taken in, the oldest ready for 20m (is dpv-batch running?) | files_open=0 overdue=0 letters_overdue=0"
+    );
+    // Temporary names are not ready, however old.
+    fs::rename(ws.path("inbox/late.xml"), ws.path("inbox/late.xml.part")).unwrap();
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(0), "{line}");
+}
