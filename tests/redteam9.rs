@@ -376,3 +376,14 @@ fn status_check_is_critical_when_files_wait_in_the_inbox_of_a_stopped_daemon() {
     let (code, line) = check(&ws);
     assert_eq!(code, Some(0), "{line}");
 }
+
+/// `status --since 99999999999d` (a typo, a script's arithmetic) panicked:
+/// the time that long ago is before 1970, and writing it as a date did.
+#[test]
+fn status_since_a_huge_duration_lists_everything_instead_of_panicking() {
+    let ws = Workspace::new();
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    assert_eq!(ws.ids(&["--since", "99999999999d"]), vec![1]);
+    assert_eq!(ws.ids(&["--since", "18446744073709551615s"]), vec![1]);
+}
