@@ -387,3 +387,27 @@ fn status_since_a_huge_duration_lists_everything_instead_of_panicking() {
     assert_eq!(ws.ids(&["--since", "99999999999d"]), vec![1]);
     assert_eq!(ws.ids(&["--since", "18446744073709551615s"]), vec![1]);
 }
+
+/// A filter that lets no row through said "no files yet", with files in
+/// the journal: an operator looking up a name with a typo was told the
+/// daemon had never taken anything in.
+#[test]
+fn status_filters_that_match_nothing_do_not_say_there_are_no_files() {
+    let ws = Workspace::new();
+    assert_eq!(ws.ok(&["status"]), "no files yet\n");
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    for filter in [
+        &["--file", "nosuch.xml"][..],
+        &["--state", "received"],
+        &["--file", "7"],
+    ] {
+        let mut args = vec!["status"];
+        args.extend_from_slice(filter);
+        assert_eq!(
+            ws.ok(&args),
+            "no file matches (1 in the journal)\n",
+            "{filter:?}"
+        );
+    }
+}
