@@ -411,3 +411,52 @@ fn status_filters_that_match_nothing_do_not_say_there_are_no_files() {
         );
     }
 }
+
+/// Names of any shape include digits only. `replay 1` meant file id 1 even
+/// when the operator meant the file named `1` (another file): the wrong
+/// file was sent again. And a file named like a date (`20261129`) could not
+/// be replayed by its name at all ("the journal has no file 20261129").
+#[test]
+fn replay_of_a_name_that_looks_like_an_id_never_takes_the_wrong_file() {
+    let ws = Workspace::new();
+    ws.drop_file("a.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    ws.drop_file("1", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.drop_file("20261129", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    assert_eq!(
+        ws.names("failed"),
+        set_names(&[
+            "a.xml",
+            "a.xml.errors.txt",
+            "1",
+            "1.errors.txt",
+            "20261129",
+            "20261129.errors.txt"
+        ])
+    );
+    let named_1 = ws.journal().done_files_named("1").unwrap()[0].id;
+    assert_ne!(named_1, 1);
+
+    let out = ws.cmd(&["replay", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "'1' is both file 1's id and the name of file {named_1} (1); give 01 for file 1"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        ws.names("state/replay"),
+        set_names(&[".lock"]),
+        "nothing requested"
+    );
+
+    let said = ws.ok(&["replay", "01"]);
+    assert!(said.contains("of file 1 (a.xml)"), "{said}");
+    let said = ws.ok(&["replay", &named_1.to_string()]);
+    assert!(said.contains(&format!("of file {named_1} (1)")), "{said}");
+    let said = ws.ok(&["replay", "20261129"]);
+    assert!(said.contains("(20261129)"), "{said}");
+}
