@@ -248,7 +248,7 @@ struct Facts {
     permanent: Option<(String, String)>,
     receipts_overdue: Vec<OverdueReceipt>,
     letters_overdue: usize,
-    /// Seconds since any file changed.
+    /// Seconds since any file changed (`i64::MAX` without files).
     quiet: i64,
     /// Inbox entries ready to be taken in, and how long the oldest has been
     /// (seconds): a stopped daemon journals nothing, so files the fagsystem
@@ -268,7 +268,8 @@ fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
         letters_overdue: j
             .overdue_letters(overdue_after(cfg), OVERDUE_LISTED + 1)?
             .len(),
-        quiet: j.quiet_seconds()?.unwrap_or(0),
+        // No file yet: nothing ever changed.
+        quiet: j.quiet_seconds()?.unwrap_or(i64::MAX),
         inbox_ready: ready.len(),
         inbox_oldest: ready.iter().copied().max().unwrap_or(0),
     })
@@ -340,7 +341,9 @@ fn judge(f: &Facts, poll: Duration) -> (Level, String) {
             &perf,
         );
     }
-    if f.inbox_ready > 0 && f.inbox_oldest >= stalled_after {
+    // A daemon that works changes the journal all the time; one working
+    // through a large backlog may leave files in the inbox for long.
+    if f.inbox_ready > 0 && f.inbox_oldest >= stalled_after && quiet >= stalled_after {
         return verdict(
             Level::Critical,
             &format!(

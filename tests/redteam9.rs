@@ -360,17 +360,29 @@ fn status_check_is_critical_when_files_wait_in_the_inbox_of_a_stopped_daemon() {
     let (code, line) = check(&ws);
     assert_eq!(code, Some(0), "{line}");
 
-    // Twenty minutes later, still there.
-    set_mtime(
-        &ws.path("inbox/late.xml"),
-        std::time::Duration::from_secs(20 * 60),
-    );
+    // There for twenty minutes, but the journal changed a moment ago: a
+    // daemon working through a backlog.
+    let twenty = std::time::Duration::from_secs(20 * 60);
+    set_mtime(&ws.path("inbox/late.xml"), twenty);
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(0), "{line}");
+    // Twenty minutes later, still there, and nothing changed since.
+    ws.journal().backdate_file(1, twenty).unwrap();
     let (code, line) = check(&ws);
     assert_eq!(code, Some(2), "{line}");
     assert_eq!(
         line.trim_end(),
         "DPV-BATCH CRITICAL - 1 file(s) in the inbox not taken in, the oldest ready for 20m (is dpv-batch running?) | files_open=0 overdue=0 letters_overdue=0"
     );
+    // Counted: every ready file.
+    ws.drop_file("new.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    let (code, line) = check(&ws);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(
+        line.starts_with("DPV-BATCH CRITICAL - 2 file(s) in the inbox"),
+        "{line}"
+    );
+    fs::remove_file(ws.path("inbox/new.xml")).unwrap();
     // Temporary names are not ready, however old.
     fs::rename(ws.path("inbox/late.xml"), ws.path("inbox/late.xml.part")).unwrap();
     let (code, line) = check(&ws);
