@@ -472,3 +472,27 @@ fn replay_of_a_name_that_looks_like_an_id_never_takes_the_wrong_file() {
     let said = ws.ok(&["replay", "20261129"]);
     assert!(said.contains("(20261129)"), "{said}");
 }
+
+/// A replay whose copy cannot be placed (here: something in the way)
+/// failed but left its request `preparing` until the next `replay`: in the
+/// meantime `purge` kept the file as "replay under way" and `status` showed
+/// a replay that would never come. It is abandoned at once now.
+#[test]
+fn a_replay_that_cannot_place_its_copy_leaves_no_request_under_way() {
+    let ws = Workspace::new();
+    ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    fs::create_dir_all(ws.path("state/replay/00000001/in-the-way")).unwrap();
+    let out = ws.cmd(&["replay", "bad.xml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was requested"), "{err}");
+    let replays = ws.journal().replays_of(1).unwrap();
+    let states: Vec<&str> = replays.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(states, vec!["abandoned"]);
+    ws.journal()
+        .backdate_file(1, std::time::Duration::from_secs(100 * 86_400))
+        .unwrap();
+    let said = ws.ok(&["purge", "--older-than", "90d", "--dry-run"]);
+    assert!(!said.contains("under way"), "{said}");
+}

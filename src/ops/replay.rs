@@ -128,13 +128,18 @@ pub fn request(cfg: &Config, target: &str, force: bool) -> Result<Requested, Str
     stop_point("replay-journalled");
     // 2. Place the copy atomically under the request's id.
     let placed = placed_path(state, request);
-    copy_durably(&source, &placed).map_err(|e| {
-        format!(
-            "cannot copy {} to {}: {e}",
+    if let Err(e) = copy_durably(&source, &placed) {
+        // Never to be made ready: abandoned at once, or `purge` and
+        // `status` would take it for a replay under way until the next
+        // `replay` runs.
+        let _ = journal.abandon_replay(request);
+        let _ = fs::remove_file(&placed);
+        return Err(format!(
+            "cannot copy {} to {}: {e}; nothing was requested",
             source.display(),
             placed.display()
-        )
-    })?;
+        ));
+    }
     stop_point("replay-placed");
     // 3. Ready: the pipeline takes it in at its next tick.
     journal.replay_ready(request).map_err(|e| e.to_string())?;
