@@ -496,3 +496,27 @@ fn a_replay_that_cannot_place_its_copy_leaves_no_request_under_way() {
     let said = ws.ok(&["purge", "--older-than", "90d", "--dry-run"]);
     assert!(!said.contains("under way"), "{said}");
 }
+
+/// The fagsystem took `a.xml`'s receipt; a newer `a.xml` got the same
+/// receipt name (names are reused once free). Purging the old file took
+/// the newer receipt for its own: "kept" (so the old rows stayed as long as
+/// the newer receipt lay there), or, once that lay there past the cutoff,
+/// removed, without the newer file being old at all.
+#[test]
+fn purge_never_takes_a_newer_files_receipt_of_the_same_name_for_the_old_ones() {
+    let ws = Workspace::new();
+    ws.drop_file("a.xml", &sample("invalid/dpv003-bad-reportee.xml"));
+    ws.run_once();
+    fs::remove_file(ws.path("outbox/a.xml.receipt.xml")).unwrap(); // taken
+    ws.drop_file("a.xml", &sample("invalid/dpv001-unknown-service.xml"));
+    ws.run_once();
+    assert_eq!(ws.names("outbox"), set_names(&["a.xml.receipt.xml"]));
+    assert!(ws.read("outbox/a.xml.receipt.xml").contains("<ReceivedAt>"));
+    let hundred = std::time::Duration::from_secs(100 * 86_400);
+    ws.journal().backdate_file(1, hundred).unwrap();
+    set_mtime(&ws.path("outbox/a.xml.receipt.xml"), hundred);
+    let said = ws.ok(&["purge", "--older-than", "90d"]);
+    assert!(!said.contains("a.xml.receipt.xml"), "{said}");
+    assert_eq!(ws.names("outbox"), set_names(&["a.xml.receipt.xml"]));
+    assert_eq!(ws.ids(&[]), vec![2], "file 1's rows went");
+}

@@ -182,7 +182,21 @@ fn plan_one(
         }
     }
     // Outbox files: also lain there longer than the cutoff.
-    let mut outbox_files: Vec<String> = f.receipt_name.iter().cloned().collect();
+    // Its receipt's name, unless a newer file has it now: a name is reused
+    // once its earlier receipt is gone (the fagsystem took it), and what
+    // lies there then is the newer file's receipt.
+    let mut outbox_files = Vec::new();
+    if let Some(receipt) = &f.receipt_name {
+        let reused = journal.name_reserved(receipt).map_err(err)?
+            || journal
+                .done_files_named(receipt)
+                .map_err(err)?
+                .iter()
+                .any(|n| n.id > f.id && n.receipt_name.as_ref() == Some(receipt));
+        if !reused {
+            outbox_files.push(receipt.clone());
+        }
+    }
     outbox_files.extend(journal.published_events_of(f.id).map_err(err)?);
     for name in outbox_files {
         let path = cfg.paths.outbox.join(&name);
