@@ -520,3 +520,45 @@ fn purge_never_takes_a_newer_files_receipt_of_the_same_name_for_the_old_ones() {
     assert_eq!(ws.names("outbox"), set_names(&["a.xml.receipt.xml"]));
     assert_eq!(ws.ids(&[]), vec![2], "file 1's rows went");
 }
+
+/// `replay` beside a running daemon failed with "journal: database is
+/// locked" (tests/operator.rs' replay_while_the_daemon_runs, now and then),
+/// and the daemon itself could stop on it: a transaction that reads first
+/// and writes after (opening the journal checks its schema; the daemon's
+/// `begin_epoch`, `assign_sequence`, ...) is refused the write at once when
+/// another process committed in between (a stale snapshot), whatever the
+/// busy timeout. With `replay` and `purge` another process now writes.
+#[test]
+fn journal_transactions_wait_for_another_process_that_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("journal.sqlite");
+    let journal = dpv_batch::journal::open(&path).expect("create");
+    // The other process: holds the write lock with a change, commits later.
+    let other = |path: PathBuf, table: &'static str| {
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let c = rusqlite::Connection::open(&path).expect("open");
+            c.execute_batch(&format!(
+                "BEGIN IMMEDIATE; CREATE TABLE {table} (x); INSERT INTO {table} VALUES (1);"
+            ))
+            .expect("hold the write lock");
+            held_tx.send(()).expect("signal");
+            // Only lets the journal's side read and start waiting; without
+            // this pause the test passes trivially, never falsely fails.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            c.execute_batch("COMMIT").expect("commit");
+        });
+        held.recv().expect("held");
+        t
+    };
+
+    let t = other(path.clone(), "redteam_a");
+    let r = journal.begin_epoch(1);
+    t.join().expect("other");
+    assert!(r.is_ok(), "begin_epoch: {:?}", r.err());
+
+    let t = other(path.clone(), "redteam_b");
+    let r = dpv_batch::journal::open(&path).map(|_| ());
+    t.join().expect("other");
+    assert!(r.is_ok(), "open: {:?}", r.err());
+}

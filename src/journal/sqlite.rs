@@ -363,10 +363,10 @@ impl SqliteJournal {
     /// Open (or create) the journal at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<SqliteJournal> {
         let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(JournalError(format!(
@@ -384,7 +384,8 @@ impl SqliteJournal {
             // Written before the version was recorded: that was v1.
             version = 1;
         }
-        let tx = conn.transaction()?;
+        // IMMEDIATE, like every writing transaction here (see `tx`).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if version == 1 {
             tx.execute_batch(MIGRATE_1_TO_2)?;
         } else {
@@ -556,8 +557,17 @@ impl SqliteJournal {
 
     /// A transaction through `&self`: every method is one atomic step, and
     /// nothing else holds the connection meanwhile.
+    ///
+    /// A writing transaction, IMMEDIATE: it takes the write lock first
+    /// (waiting up to the busy timeout). A deferred one reads first, and
+    /// if another process (`replay`, `purge`) commits before its first
+    /// write, SQLite refuses that write at once ("database is locked"),
+    /// without waiting.
     fn tx(&self) -> Result<Transaction<'_>> {
-        Ok(self.conn.unchecked_transaction()?)
+        Ok(Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?)
     }
 }
 
