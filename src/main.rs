@@ -638,6 +638,7 @@ fn status(
     };
     match dpv_batch::status::report(&cfg) {
         Ok(mut report) => {
+            let journalled = report.files.len();
             report.files = filter::apply(std::mem::take(&mut report.files), filter);
             // One file named: in full, with its parts and letters.
             if let ([one], Some(_)) = (report.files.as_slice(), &filter.file) {
@@ -661,6 +662,10 @@ fn status(
             }
             let text = if json {
                 serde_json::to_string_pretty(&report.files).unwrap_or_default() + "\n"
+            } else if report.files.is_empty() && journalled > 0 {
+                // Not "no files yet": there are, the filters let none through.
+                dpv_batch::status::header(&report)
+                    + &format!("no file matches ({journalled} in the journal)\n")
             } else {
                 dpv_batch::status::header(&report) + &dpv_batch::status::text(&report.files)
             };

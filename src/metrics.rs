@@ -17,6 +17,7 @@
 //! `/health` says 200 `ok` while the daemon ticks and the transport works;
 //! otherwise 503 with one line saying why (see [`Health::verdict`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -303,7 +304,10 @@ pub async fn serve(
     handle: Option<PrometheusHandle>,
     health: Arc<Health>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = Capped {
+        listener: tokio::net::TcpListener::bind(addr).await?,
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
     let app = Router::new()
         .route("/metrics", get(render))
         .route("/health", get(health_check))
@@ -314,6 +318,112 @@ pub async fn serve(
         }
     });
     Ok(())
+}
+
+/// At most this many connections are served at once; more wait in the
+/// kernel's backlog, unaccepted. Each connection holds a file descriptor,
+/// and the pipeline needs descriptors too (the inbox listing, the journal,
+/// every file it reads): without a cap, clients that connect and say
+/// nothing took every descriptor the process may have, and the next tick
+/// failed with "Too many open files" and stopped the daemon.
+const MAX_CONNECTIONS: usize = 16;
+
+/// A connection is closed this long after it was accepted, whatever it is
+/// doing: a scrape takes milliseconds, and a client that sends its request
+/// a byte a minute (or never) must give its slot back. A scraper that keeps
+/// its connection open simply connects again.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
+
+/// The listener axum serves from: takes a slot before it accepts, and
+/// hands out connections that give the slot back when they close (or when
+/// their [`CONNECTION_LIFETIME`] is over).
+struct Capped {
+    listener: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = Limited;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Limited, SocketAddr) {
+        // The semaphore is never closed, so this always gets a slot.
+        let slot = self.slots.clone().acquire_owned().await;
+        let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        let conn = Limited {
+            io,
+            deadline: Box::pin(tokio::time::sleep(CONNECTION_LIFETIME)),
+            _slot: slot.ok(),
+        };
+        (conn, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection with a deadline and a slot (see [`Capped`]): once the
+/// deadline passes, reads and writes fail, so hyper drops the connection
+/// (and with it the slot and the descriptor) even while it waits for a
+/// client that says nothing.
+struct Limited {
+    io: tokio::net::TcpStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Limited {
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn over() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the metrics connection's time is over",
+    )
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return std::task::Poll::Ready(Err(over()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return std::task::Poll::Ready(Err(over()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 async fn render(State(s): State<Shared>) -> impl IntoResponse {

@@ -248,12 +248,18 @@ struct Facts {
     permanent: Option<(String, String)>,
     receipts_overdue: Vec<OverdueReceipt>,
     letters_overdue: usize,
-    /// Seconds since any file changed.
+    /// Seconds since any file changed (`i64::MAX` without files).
     quiet: i64,
+    /// Inbox entries ready to be taken in, and how long the oldest has been
+    /// (seconds): a stopped daemon journals nothing, so files the fagsystem
+    /// keeps dropping show only here.
+    inbox_ready: usize,
+    inbox_oldest: i64,
 }
 
 fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
     let j = journal::open_read_only(path)?;
+    let ready = inbox_ready_ages(cfg);
     Ok(Facts {
         states: j.state_overview()?,
         transport: j.note(journal::notes::TRANSPORT)?,
@@ -262,8 +268,39 @@ fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
         letters_overdue: j
             .overdue_letters(overdue_after(cfg), OVERDUE_LISTED + 1)?
             .len(),
-        quiet: j.quiet_seconds()?.unwrap_or(0),
+        // No file yet: nothing ever changed.
+        quiet: j.quiet_seconds()?.unwrap_or(i64::MAX),
+        inbox_ready: ready.len(),
+        inbox_oldest: ready.iter().copied().max().unwrap_or(0),
     })
+}
+
+/// How long (seconds) each inbox entry has been ready to be taken in: since
+/// it was written (its mtime; in done-file mode, its marker's too). A
+/// done-file entry without its marker is not ready, and not counted. An
+/// inbox that cannot be read counts as empty (the daemon says why).
+fn inbox_ready_ages(cfg: &Config) -> Vec<i64> {
+    let intake = crate::pipeline::intake::Intake::new(cfg.intake.clone());
+    let inbox = &cfg.paths.inbox;
+    let now = std::time::SystemTime::now();
+    let age = |t: std::time::SystemTime| now.duration_since(t).map_or(0, |d| d.as_secs() as i64);
+    let Ok(candidates) = intake.candidates(inbox) else {
+        return Vec::new();
+    };
+    candidates
+        .iter()
+        .filter_map(|c| {
+            let written = c.meta.modified().ok()?;
+            let since = match intake.marker(&c.raw) {
+                None => written,
+                Some(m) => std::fs::symlink_metadata(inbox.join(m))
+                    .and_then(|m| m.modified())
+                    .map(|marked| marked.max(written))
+                    .ok()?,
+            };
+            Some(age(since))
+        })
+        .collect()
 }
 
 fn judge(f: &Facts, poll: Duration) -> (Level, String) {
@@ -300,6 +337,19 @@ fn judge(f: &Facts, poll: Duration) -> (Level, String) {
             &format!(
                 "{waiting_locally} file(s) wait to be validated but nothing changed for {} (is dpv-batch running?)",
                 age(quiet)
+            ),
+            &perf,
+        );
+    }
+    // A daemon that works changes the journal all the time; one working
+    // through a large backlog may leave files in the inbox for long.
+    if f.inbox_ready > 0 && f.inbox_oldest >= stalled_after && quiet >= stalled_after {
+        return verdict(
+            Level::Critical,
+            &format!(
+                "{} file(s) in the inbox not taken in, the oldest ready for {} (is dpv-batch running?)",
+                f.inbox_ready,
+                age(f.inbox_oldest)
             ),
             &perf,
         );
@@ -372,6 +422,8 @@ mod tests {
             permanent: None,
             receipts_overdue: Vec::new(),
             letters_overdue: 0,
+            inbox_ready: 0,
+            inbox_oldest: 0,
         }
     }
 

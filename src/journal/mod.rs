@@ -668,7 +668,8 @@ pub trait Store: Send {
     /// would match it), its content hash is kept in `purged_hashes`, so the
     /// duplicate check still refuses the same content.
     /// False (and nothing removed) when news came meanwhile
-    /// ([`Store::news_pending`], looked at in the same transaction).
+    /// ([`Store::news_pending`], looked at in the same transaction) or a
+    /// replay of it is under way (requested, or taken in and not finished).
     fn purge_file(&self, file_id: i64) -> Result<bool>;
     /// Move file `id`'s times back by `by` (tests of retention and filters).
     fn backdate_file(&self, file_id: i64, by: Duration) -> Result<()>;

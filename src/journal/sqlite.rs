@@ -363,10 +363,10 @@ impl SqliteJournal {
     /// Open (or create) the journal at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<SqliteJournal> {
         let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(JournalError(format!(
@@ -384,7 +384,8 @@ impl SqliteJournal {
             // Written before the version was recorded: that was v1.
             version = 1;
         }
-        let tx = conn.transaction()?;
+        // IMMEDIATE, like every writing transaction here (see `tx`).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if version == 1 {
             tx.execute_batch(MIGRATE_1_TO_2)?;
         } else {
@@ -556,8 +557,17 @@ impl SqliteJournal {
 
     /// A transaction through `&self`: every method is one atomic step, and
     /// nothing else holds the connection meanwhile.
+    ///
+    /// A writing transaction, IMMEDIATE: it takes the write lock first
+    /// (waiting up to the busy timeout). A deferred one reads first, and
+    /// if another process (`replay`, `purge`) commits before its first
+    /// write, SQLite refuses that write at once ("database is locked"),
+    /// without waiting.
     fn tx(&self) -> Result<Transaction<'_>> {
-        Ok(self.conn.unchecked_transaction()?)
+        Ok(Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?)
     }
 }
 
@@ -1446,6 +1456,22 @@ impl Store for SqliteJournal {
         if self.news_pending(file_id)? {
             return Ok(false);
         }
+        // A replay of it under way (asked for, or taken in and not yet
+        // finished), looked at here too: `purge` plans before it removes,
+        // and a `replay` may come in between. Its rows go with the file
+        // otherwise: a ready request would find its file gone and be
+        // abandoned, and a replay taken in would lose its link (where its
+        // copy waits; whether it was forced).
+        let replay_under_way: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM replays r LEFT JOIN files n ON n.id = r.file_id \
+             WHERE r.of_file_id = ?1 AND (r.state IN ('preparing', 'ready') \
+             OR (r.state = 'taken' AND n.state IS NOT 'Done')))",
+            [file_id],
+            |r| r.get(0),
+        )?;
+        if replay_under_way {
+            return Ok(false);
+        }
         // Kept when the duplicate check would match it: the same rule as
         // `submitted_duplicate` (letters Altinn accepted).
         tx.execute(
@@ -2157,9 +2183,26 @@ mod tests {
         );
         assert_eq!(j.replays_of(a).unwrap().len(), 1);
 
-        // Purged: rows gone, the hash still a duplicate.
+        // Not purged while a replay of it is under way (taken in, not
+        // finished): the replay's link to it would go with its rows.
         j.backdate_file(a, Duration::from_secs(100 * 86_400))
             .unwrap();
+        assert!(!j.purge_file(a).unwrap(), "its replay is in flight");
+        assert!(j.replay_of(b).unwrap().is_some());
+        // Asked for and not yet taken in: kept too.
+        let r2 = j.request_replay(a, false).unwrap();
+        j.replay_ready(r2).unwrap();
+        j.set_outcome(b, Outcome::Rejected, "replayed", None, 0)
+            .unwrap();
+        j.set_done(b).unwrap();
+        assert!(!j.purge_file(a).unwrap(), "a replay is ready");
+        assert!(j.find_file(a).unwrap().is_some());
+        let c = j.take_replay(r2, "a.xml", 10).unwrap();
+        j.set_outcome(c, Outcome::Rejected, "replayed", None, 0)
+            .unwrap();
+        j.set_done(c).unwrap();
+
+        // Purged: rows gone, the hash still a duplicate.
         let old = j.done_before(Duration::from_secs(90 * 86_400)).unwrap();
         assert_eq!(old.iter().map(|f| f.id).collect::<Vec<_>>(), vec![a]);
         assert!(!j.news_pending(a).unwrap());

@@ -121,7 +121,7 @@ pub fn run(cfg: &Config, older_than: Duration, dry_run: bool) -> Result<Report, 
             {
                 info!(file = %item.file.name, id = item.file.id, hash_kept = item.hash_kept(), "purged from the journal");
             } else {
-                item.kept_because = Some("news came in meanwhile".into());
+                item.kept_because = Some("news, or a replay of it, came in meanwhile".into());
             }
         }
     }
@@ -163,15 +163,40 @@ fn plan_one(
     // The input and its errors.txt: by the journal's time alone (their
     // mtime is when the fagsystem wrote the input).
     if let Some(moved) = moved_path(cfg, f) {
-        let errors = moved.with_file_name(outbox::errors_name(f.moved_to.as_deref().unwrap_or("")));
-        for path in [moved, errors] {
+        let mut paths = vec![moved.clone()];
+        // Only an input in failed/ has an errors file (`finish_one` writes
+        // none beside an archived one), and a name that another input was
+        // moved to is that input's, whatever it looks like.
+        let errors_name = outbox::errors_name(f.moved_to.as_deref().unwrap_or(""));
+        let sent = matches!(
+            f.outcome,
+            Some(Outcome::Accepted | Outcome::PartiallyAccepted)
+        );
+        if !sent && !journal.name_reserved(&errors_name).map_err(err)? {
+            paths.push(moved.with_file_name(errors_name));
+        }
+        for path in paths {
             if fs::symlink_metadata(&path).is_ok() {
                 item.remove.push(path);
             }
         }
     }
     // Outbox files: also lain there longer than the cutoff.
-    let mut outbox_files: Vec<String> = f.receipt_name.iter().cloned().collect();
+    // Its receipt's name, unless a newer file has it now: a name is reused
+    // once its earlier receipt is gone (the fagsystem took it), and what
+    // lies there then is the newer file's receipt.
+    let mut outbox_files = Vec::new();
+    if let Some(receipt) = &f.receipt_name {
+        let reused = journal.name_reserved(receipt).map_err(err)?
+            || journal
+                .done_files_named(receipt)
+                .map_err(err)?
+                .iter()
+                .any(|n| n.id > f.id && n.receipt_name.as_ref() == Some(receipt));
+        if !reused {
+            outbox_files.push(receipt.clone());
+        }
+    }
     outbox_files.extend(journal.published_events_of(f.id).map_err(err)?);
     for name in outbox_files {
         let path = cfg.paths.outbox.join(&name);

@@ -128,13 +128,18 @@ pub fn request(cfg: &Config, target: &str, force: bool) -> Result<Requested, Str
     stop_point("replay-journalled");
     // 2. Place the copy atomically under the request's id.
     let placed = placed_path(state, request);
-    copy_durably(&source, &placed).map_err(|e| {
-        format!(
-            "cannot copy {} to {}: {e}",
+    if let Err(e) = copy_durably(&source, &placed) {
+        // Never to be made ready: abandoned at once, or `purge` and
+        // `status` would take it for a replay under way until the next
+        // `replay` runs.
+        let _ = journal.abandon_replay(request);
+        let _ = fs::remove_file(&placed);
+        return Err(format!(
+            "cannot copy {} to {}: {e}; nothing was requested",
             source.display(),
             placed.display()
-        )
-    })?;
+        ));
+    }
     stop_point("replay-placed");
     // 3. Ready: the pipeline takes it in at its next tick.
     journal.replay_ready(request).map_err(|e| e.to_string())?;
@@ -158,22 +163,48 @@ pub fn request(cfg: &Config, target: &str, force: bool) -> Result<Requested, Str
 /// shown) that is a file's input name, its name in failed/ or archive/, or
 /// its receipt's name. Several files by that name: an error listing them.
 fn find(cfg: &Config, journal: &crate::journal::Journal, target: &str) -> Result<FileRow, String> {
-    if !target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()) {
-        let id: i64 = target
-            .parse()
-            .map_err(|_| format!("'{target}' is not a file id"))?;
-        let f = journal
-            .find_file(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the journal has no file {id}"))?;
-        if f.state != FileState::Done {
-            return Err(format!(
-                "file {id} ({}) is not finished yet ({}); only a failed or archived file can be replayed",
-                names::text(&f.name),
-                f.state.as_str()
-            ));
+    // A file may be named like an id ("2", "20261129"): an id of no file
+    // is looked up as a name; one that is both is refused, since replaying
+    // (perhaps --force) the wrong one sends a file nobody asked for. A
+    // leading zero ("02") always means the id.
+    let as_id = (!target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| target.parse::<i64>().ok())
+        .flatten();
+    if let Some(id) = as_id {
+        let by_id = journal.find_file(id).map_err(|e| e.to_string())?;
+        let mut named = if target.starts_with('0') {
+            Vec::new()
+        } else {
+            journal
+                .done_files_named(target)
+                .map_err(|e| e.to_string())?
+        };
+        named.retain(|n| n.id != id);
+        match (by_id, named.first()) {
+            (Some(_), Some(n)) => {
+                return Err(format!(
+                    "'{target}' is both file {id}'s id and the name of file {} ({}); give 0{target} for file {id}, or {} for the file named '{}'",
+                    n.id,
+                    names::text(&n.name),
+                    n.id,
+                    names::text(target)
+                ))
+            }
+            (Some(f), None) => {
+                if f.state != FileState::Done {
+                    return Err(format!(
+                        "file {id} ({}) is not finished yet ({}); only a failed or archived file can be replayed",
+                        names::text(&f.name),
+                        f.state.as_str()
+                    ));
+                }
+                return Ok(f);
+            }
+            (None, _) if target.starts_with('0') || named.is_empty() => {
+                return Err(format!("the journal has no file {id}"))
+            }
+            (None, _) => {} // a name: below
         }
-        return Ok(f);
     }
     let mut found = journal
         .done_files_named(target)

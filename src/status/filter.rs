@@ -44,8 +44,11 @@ pub fn parse_state(s: &str) -> Result<FileState, String> {
 /// is an xs:dateTime with milliseconds, comparable with the journal's.
 pub fn parse_since(s: &str) -> Result<String, String> {
     if let Ok(d) = humantime::parse_duration(s) {
+        // Never before 1970: `checked_sub` gives such a time (it fits in a
+        // SystemTime), and writing it as a date panics.
         let at = SystemTime::now()
             .checked_sub(d)
+            .filter(|t| *t >= SystemTime::UNIX_EPOCH)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         return Ok(humantime::format_rfc3339_millis(at).to_string());
     }
