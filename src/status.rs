@@ -209,11 +209,15 @@ impl Level {
 /// so a live daemon never leaves them untouched this long.
 pub const STALLED_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// A transport down (every try failing, whatever the error) this long is
+/// CRITICAL: no longer a blip that retrying rides out (WARNING before).
+pub const DOWN_AFTER: Duration = Duration::from_secs(10 * 60);
+
 /// `status --check`: the exit code and exactly one line, e.g.
 /// `DPV-BATCH WARNING - 2 receipts overdue (oldest 3h) | files_open=5 overdue=2`.
-/// - CRITICAL: the transport needs an operator (a permanent error), or
-///   local work waits and the journal shows no progress (see
-///   [`STALLED_AFTER`]);
+/// - CRITICAL: the transport needs an operator (a permanent error), or it
+///   has been down for [`DOWN_AFTER`] (every try failing), or local work
+///   waits and the journal shows no progress (see [`STALLED_AFTER`]);
 /// - WARNING: receipts overdue (`run.receipt_deadline`), letters Altinn
 ///   has not published long after their time (Altinn 3), or the transport
 ///   retrying or throttled (the `status` header's transport line);
@@ -246,6 +250,8 @@ struct Facts {
     states: Vec<StateCount>,
     transport: Option<(String, String)>,
     permanent: Option<(String, String)>,
+    /// Seconds since the transport went down, while it is.
+    down_for: Option<i64>,
     receipts_overdue: Vec<OverdueReceipt>,
     letters_overdue: usize,
     /// Seconds since any file changed (`i64::MAX` without files).
@@ -264,6 +270,9 @@ fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
         states: j.state_overview()?,
         transport: j.note(journal::notes::TRANSPORT)?,
         permanent: j.note(journal::notes::TRANSPORT_PERMANENT)?,
+        down_for: j
+            .note(journal::notes::TRANSPORT_DOWN)?
+            .map(|(_, since)| seconds_since(&since)),
         receipts_overdue: j.overdue_receipts(cfg.run.receipt_deadline)?,
         letters_overdue: j
             .overdue_letters(overdue_after(cfg), OVERDUE_LISTED + 1)?
@@ -273,6 +282,15 @@ fn gather(cfg: &Config, path: &std::path::Path) -> Result<Facts, JournalError> {
         inbox_ready: ready.len(),
         inbox_oldest: ready.iter().copied().max().unwrap_or(0),
     })
+}
+
+/// Seconds from a journal time (`2026-11-29T01:02:03.456Z`) to now; a time
+/// that does not parse counts as now (nothing is made worse by it).
+fn seconds_since(at: &str) -> i64 {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(at, &Rfc3339)
+        .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0))
+        .unwrap_or(0)
 }
 
 /// How long (seconds) each inbox entry has been ready to be taken in: since
@@ -328,6 +346,14 @@ fn judge(f: &Facts, poll: Duration) -> (Level, String) {
         return verdict(
             Level::Critical,
             &format!("transport stopped since {since}, an operator must act: {why}"),
+            &perf,
+        );
+    }
+    if let Some(down) = f.down_for.filter(|&d| d >= DOWN_AFTER.as_secs() as i64) {
+        let why = f.transport.as_ref().map_or("", |(what, _)| what.as_str());
+        return verdict(
+            Level::Critical,
+            &format!("transport down for {}: {why}", age(down)),
             &perf,
         );
     }
@@ -420,6 +446,7 @@ mod tests {
                 .collect(),
             transport: None,
             permanent: None,
+            down_for: None,
             receipts_overdue: Vec::new(),
             letters_overdue: 0,
             inbox_ready: 0,
@@ -462,5 +489,35 @@ mod tests {
             line,
             "DPV-BATCH CRITICAL - transport stopped since 2026-11-29T00:00:00Z, an operator must act: a\\nb / c | files_open=1 overdue=0 letters_overdue=0"
         );
+    }
+
+    #[test]
+    fn a_transport_down_for_long_is_critical_and_a_short_outage_a_warning() {
+        let poll = Duration::from_millis(500);
+        let mut f = facts(&[(FileState::Packaged, 1, 5)]);
+        f.transport = Some((
+            "cannot connect: refused".into(),
+            "2026-11-29T00:00:00Z".into(),
+        ));
+        f.down_for = Some(60);
+        let (level, line) = judge(&f, poll);
+        assert_eq!(level, Level::Warning, "{line}");
+        f.down_for = Some(DOWN_AFTER.as_secs() as i64);
+        let (level, line) = judge(&f, poll);
+        assert_eq!(level, Level::Critical);
+        assert_eq!(
+            line,
+            "DPV-BATCH CRITICAL - transport down for 10m: cannot connect: refused | files_open=1 overdue=0 letters_overdue=0"
+        );
+    }
+
+    #[test]
+    fn journal_times_are_read_as_seconds_ago() {
+        let then = time::OffsetDateTime::now_utc() - time::Duration::seconds(90);
+        let at = then
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        assert!((89..=91).contains(&seconds_since(&at)), "{at}");
+        assert_eq!(seconds_since("not a time"), 0);
     }
 }

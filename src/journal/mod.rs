@@ -718,4 +718,8 @@ pub mod notes {
     /// Set (to the error) while the transport failed in a way retrying
     /// cannot fix: an operator must act (`status --check`: CRITICAL).
     pub const TRANSPORT_PERMANENT: &str = "transport_permanent";
+    /// Set while the transport is down (any error, transient or not); its
+    /// time is when the outage began (`status --check`: CRITICAL once it
+    /// lasts).
+    pub const TRANSPORT_DOWN: &str = "transport_down";
 }

@@ -268,6 +268,15 @@ impl Pipeline {
             transport::open(&cfg, &installation_id).map_err(PipelineError::Transport)?;
         remove_leftovers(&parts);
         let intake = Intake::new(cfg.intake.clone());
+        // An outage the last run left open goes on until the transport is
+        // reached (and then ends, clearing its note), so a restart neither
+        // forgets it nor leaves a stale "down" for `status --check`.
+        let outage = journal
+            .note(journal::notes::TRANSPORT_DOWN)?
+            .map(|(_, since)| {
+                warn!(since = %since, "the transport was down when the last run stopped; trying it again");
+                (Instant::now(), false)
+            });
         Ok(Pipeline {
             cfg,
             journal,
@@ -291,7 +300,7 @@ impl Pipeline {
             },
             last_metrics: String::new(),
             installation_id,
-            outage: None,
+            outage,
             submitted: false,
             _lock: lock,
         })
@@ -366,6 +375,9 @@ impl Pipeline {
                 match self.outage {
                     None => {
                         self.outage = Some((Instant::now(), permanent));
+                        // Its time says since when (`status --check`).
+                        self.journal
+                            .set_note(journal::notes::TRANSPORT_DOWN, Some("down"))?;
                         if permanent {
                             error!(error, retry_in_ms, "transport down, and it needs an operator; files wait (journalled) and it is tried again with backoff");
                         } else {
@@ -389,6 +401,8 @@ impl Pipeline {
                 // two listings would clear them, and `status` would show a
                 // transport that is down as fine).
                 if let Some((since, _)) = self.outage.take() {
+                    self.journal
+                        .set_note(journal::notes::TRANSPORT_DOWN, None)?;
                     let down = since.elapsed();
                     info!(
                         down_for = %humantime::format_duration(Duration::from_millis(down.as_millis() as u64)),
