@@ -527,7 +527,19 @@ impl Config {
     /// ([`load`](self::load) tells how), with environment overrides and
     /// secrets from files applied.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let (inspection, _) = Config::read(path)?;
+        Config::load_with(path, true)
+    }
+
+    /// [`Config::load`] for what reads only the folders and the journal
+    /// (`status`, `status --check`): keys and other secrets are not needed,
+    /// so a monitor outside the unit, without `$CREDENTIALS_DIRECTORY` or
+    /// the right to read the secrets, still gets its answer.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, false)
+    }
+
+    fn load_with(path: &Path, secrets_needed: bool) -> Result<Config, ConfigError> {
+        let (inspection, _, _) = Config::read(path, secrets_needed)?;
         match inspection.config {
             Some(config) if inspection.problems.is_empty() => Ok(config),
             _ => Err(ConfigError::Invalid(
@@ -557,7 +569,7 @@ impl Config {
     }
 
     fn inspect_with(path: &Path, writable: bool) -> Result<Inspection, ConfigError> {
-        let (mut inspection, stand_ins) = Config::read(path)?;
+        let (mut inspection, stand_ins, secrets) = Config::read(path, true)?;
         if let Some(config) = &inspection.config {
             // A check about a key that was missing (and got a stand-in)
             // would only repeat that problem, in stranger words.
@@ -578,18 +590,28 @@ impl Config {
             if writable {
                 checks.extend(config.check_writable());
             }
-            inspection
-                .problems
-                .extend(checks.into_iter().filter(|p| !repeats(p)));
+            inspection.problems.extend(
+                checks
+                    .into_iter()
+                    .filter(|p| !repeats(p))
+                    .map(|p| load::redact(&p, &secrets)),
+            );
         }
         Ok(inspection)
     }
 
-    fn read(path: &Path) -> Result<(Inspection, Vec<String>), ConfigError> {
+    /// The config as read, the keys that got stand-ins, and the values
+    /// never to show (see [`load::Loaded::secrets`]).
+    #[allow(clippy::type_complexity)]
+    fn read(
+        path: &Path,
+        secrets_needed: bool,
+    ) -> Result<(Inspection, Vec<String>, Vec<(String, String)>), ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let outside = load::Outside::from_process(base);
+        let mut outside = load::Outside::from_process(base);
+        outside.secrets_needed = secrets_needed;
         let loaded = load::load::<Config>(&text, &outside, MILLIS_KEYS).map_err(|e| {
             ConfigError::Parse(
                 path.to_path_buf(),
@@ -612,6 +634,7 @@ impl Config {
                 from_files: loaded.from_files,
             },
             loaded.stand_ins,
+            loaded.secrets,
         ))
     }
 
@@ -1353,7 +1376,16 @@ fn real_path(path: &Path) -> PathBuf {
 /// ancestor). `None` when it can. The names are hidden (`.dpv-batch-check-*`),
 /// which intake and the fagsystem pass over.
 fn folder_problem(dir: &Path) -> Option<String> {
-    let probe = |at: &Path| at.join(format!(".dpv-batch-check-{}", std::process::id()));
+    // The pid and a random part: a probe left by a check that was killed
+    // (in a container every check may be pid 1) never makes the next one
+    // fail with "File exists".
+    let probe = |at: &Path| {
+        at.join(format!(
+            ".dpv-batch-check-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ))
+    };
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let file = probe(dir);

@@ -153,8 +153,8 @@ enum Command {
     Purge {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// e.g. 90d, 12w, 2160h.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        /// e.g. 90d, 12w, 2160h; at least 1d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
         older_than: std::time::Duration,
         /// List exactly what would go; change nothing.
         #[arg(long)]
@@ -602,6 +602,20 @@ fn replay(config: &std::path::Path, target: &str, force: bool) -> ExitCode {
     }
 }
 
+/// `purge --older-than`: a duration of at least a day. Shorter is almost
+/// always a slip (`90s` for `90d`) that would take every finished input and
+/// receipts the fagsystem has not read yet.
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let d = dpv_batch::config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(86_400) {
+        return Err(format!(
+            "'{s}' is less than a day; purge keeps at least a day (did you mean '{}d'?)",
+            s.trim_end_matches(|c: char| c.is_alphabetic()).trim()
+        ));
+    }
+    Ok(d)
+}
+
 fn purge(config: &std::path::Path, older_than: std::time::Duration, dry_run: bool) -> ExitCode {
     let cfg = match load_config(config) {
         Ok(c) => c,
@@ -629,7 +643,7 @@ fn status(
     filter: &dpv_batch::status::filter::Filter,
 ) -> ExitCode {
     use dpv_batch::status::filter;
-    let cfg = match dpv_batch::config::Config::load(config) {
+    let cfg = match dpv_batch::config::Config::load_without_secrets(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dpv-batch: {e}");

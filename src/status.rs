@@ -227,7 +227,7 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(10 * 60);
 ///
 /// Read-only, like `status`: safe while the daemon runs.
 pub fn check(config: &std::path::Path) -> (Level, String) {
-    let cfg = match Config::load(config) {
+    let cfg = match Config::load_without_secrets(config) {
         Ok(c) => c,
         Err(e) => return verdict(Level::Unknown, &format!("cannot read the config: {e}"), ""),
     };

@@ -411,6 +411,27 @@ fn systemd_credentials_are_found_in_their_folder() {
     );
     assert_eq!(p.len(), 2, "{p:?}");
 
+    // `status` needs no secret: a monitor outside the unit (no variable)
+    // still gets its answer, not "the config has problems".
+    let status = |extra: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("status")
+            .args(extra)
+            .arg("--config")
+            .arg(dir.path().join("dpv.toml"))
+            .env_remove("CREDENTIALS_DIRECTORY");
+        cmd.output().expect("run status")
+    };
+    let out = status(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no files yet\n");
+    let out = status(&["--check"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("DPV-BATCH UNKNOWN - no journal at "),
+        "{out:?}"
+    );
+
     // The same mode outside the credentials folder is a key others may read;
     // and inside it, a key readable by everyone is refused too.
     let outside = dir.path().join("maskinporten.pem");
@@ -649,4 +670,40 @@ mod sftp {
             c.stderr
         );
     }
+}
+
+#[test]
+fn a_secret_is_never_shown_in_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = fs::read_to_string(common::root().join("tests/fixtures/altinn3/client.pem")).unwrap();
+    let key = dir.path().join("key.pem");
+    fs::write(&key, &pem).unwrap();
+    // The key's file given as `private_key_file`: its *content* becomes
+    // the key's file name, which cannot be read; the problem must not
+    // print the key.
+    let text = altinn3_config("unused")
+        .replace("private_key = \"unused\"", "private_key_file = \"key.pem\"");
+    let c = check(dir.path(), &text, &[], false);
+    assert_eq!(c.code, Some(2), "{}", c.stderr);
+    assert!(!c.stderr.contains("PRIVATE KEY"), "{}", c.stderr);
+    assert!(!c.stdout.contains("PRIVATE KEY"), "{}", c.stdout);
+    let p = problems(&c);
+    assert!(has(&p, "<the content of "), "{p:?}");
+    // The same key's text put in an environment variable.
+    let c = check(
+        dir.path(),
+        &altinn3_config("unused"),
+        &[("DPV_BATCH__TRANSPORT__ALTINN3__PRIVATE_KEY", pem.as_str())],
+        false,
+    );
+    assert_eq!(c.code, Some(2), "{}", c.stderr);
+    assert!(!c.stderr.contains("PRIVATE KEY"), "{}", c.stderr);
+    assert!(
+        has(
+            &problems(&c),
+            "<the text of DPV_BATCH__TRANSPORT__ALTINN3__PRIVATE_KEY>"
+        ),
+        "{}",
+        c.stderr
+    );
 }

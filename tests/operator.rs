@@ -460,6 +460,13 @@ fn purge_dry_run_lists_exactly_and_changes_nothing_then_purge_removes_exactly_th
         }
         expected
     };
+    // Less than a day is refused as a slip (90s for 90d): nothing goes.
+    let slip = ws.cmd(&["purge", "--older-than", "90s"]);
+    assert_eq!(slip.status.code(), Some(2), "{slip:?}");
+    assert!(
+        String::from_utf8_lossy(&slip.stderr).contains("'90s' is less than a day"),
+        "{slip:?}"
+    );
     let dry = ws.ok(&["purge", "--older-than", "90d", "--dry-run"]);
     // Each journal line ends with its time (and for a sent file, the hash note).
     let shape: String = dry

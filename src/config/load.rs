@@ -55,6 +55,26 @@ pub struct Loaded<T> {
     pub from_env: Vec<(String, String)>,
     /// `(key, file)` for every value read from an `X_file`.
     pub from_files: Vec<(String, PathBuf)>,
+    /// Values that must never be shown (in a problem, a log line), with
+    /// what to show instead: every `X_file`'s content, and every value from
+    /// the environment that spans lines (a key's text put where its file
+    /// name belongs would otherwise be printed whole). See [`redact`].
+    pub secrets: Vec<(String, String)>,
+}
+
+/// Values shorter than this are not secrets worth hiding (a folder name
+/// like `in` from an `X_file`), and hiding them would garble messages.
+const SECRET_MIN_LEN: usize = 8;
+
+/// `text` with every secret replaced by its description.
+pub fn redact(text: &str, secrets: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (secret, instead) in secrets {
+        if secret.len() >= SECRET_MIN_LEN && out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), instead);
+        }
+    }
+    out
 }
 
 /// Where the loader gets what is outside the file (the process's
@@ -68,6 +88,12 @@ pub struct Outside {
     pub credentials: Option<PathBuf>,
     /// The config file's folder: relative `X_file` paths start there.
     pub base: PathBuf,
+    /// Whether secrets are needed. `status` reads the journal, never a key:
+    /// it must work for a monitor that cannot read the secrets and runs
+    /// outside the unit (no `$CREDENTIALS_DIRECTORY`). Without: a credential
+    /// path stays as written and an `X_file` that cannot be read gives an
+    /// empty `X`, neither a problem.
+    pub secrets_needed: bool,
 }
 
 impl Outside {
@@ -90,6 +116,7 @@ impl Outside {
             not_utf8,
             credentials: std::env::var_os(CREDENTIALS_VAR).map(PathBuf::from),
             base: base.to_path_buf(),
+            secrets_needed: true,
         }
     }
 }
@@ -144,6 +171,8 @@ pub fn load<T: DeserializeOwned>(
         stand_ins: Vec::new(),
         from_env: Vec::new(),
         from_files: Vec::new(),
+        secrets: Vec::new(),
+        secrets_needed: true,
     };
     let mut prefix = Vec::new();
     l.note_lines(spans.get_ref(), text, &mut prefix);
@@ -153,16 +182,21 @@ pub fn load<T: DeserializeOwned>(
         ));
     }
     l.apply_env(&mut table, &outside.overrides, millis);
-    l.apply_credentials(&mut table, outside.credentials.as_deref(), &mut Vec::new());
+    if outside.secrets_needed || outside.credentials.is_some() {
+        l.apply_credentials(&mut table, outside.credentials.as_deref(), &mut Vec::new());
+    }
+    l.secrets_needed = outside.secrets_needed;
     l.apply_millis(&mut table, millis);
     let value = l.deserialize(&mut table, &outside.base);
     l.from_env.sort();
+    let problems = l.problems.iter().map(|p| redact(p, &l.secrets)).collect();
     Ok(Loaded {
         value,
-        problems: l.problems,
+        problems,
         stand_ins: l.stand_ins.iter().map(|p| shown(p)).collect(),
         from_env: l.from_env,
         from_files: l.from_files,
+        secrets: l.secrets,
     })
 }
 
@@ -175,6 +209,8 @@ struct Loader {
     stand_ins: Vec<KeyPath>,
     from_env: Vec<(String, String)>,
     from_files: Vec<(String, PathBuf)>,
+    secrets: Vec<(String, String)>,
+    secrets_needed: bool,
 }
 
 impl Loader {
@@ -237,6 +273,10 @@ impl Loader {
                 if matches!(self.origins.get(&other), Some(Origin::Line(_))) {
                     remove(table, &other);
                 }
+            }
+            if raw.contains('\n') {
+                self.secrets
+                    .push((raw.clone(), format!("<the text of {var}>")));
             }
             match set(table, &path, parse_env_value(&raw)) {
                 Ok(()) => {
@@ -500,8 +540,15 @@ impl Loader {
                         path: path.clone(),
                     },
                 );
+                self.secrets.push((
+                    value.to_string(),
+                    format!("<the content of {}>", path.display()),
+                ));
                 let _ = set(table, &target, Value::String(value.to_string()));
                 self.from_files.push((shown(&target), path));
+            }
+            Err(_) if !self.secrets_needed => {
+                let _ = set(table, &target, Value::String(String::new()));
             }
             Err(e) => {
                 self.problem(full, format!("cannot read {}: {e}", path.display()));
@@ -672,6 +719,7 @@ mod tests {
             not_utf8: Vec::new(),
             credentials: None,
             base: PathBuf::from("/nonexistent"),
+            secrets_needed: true,
         }
     }
 
