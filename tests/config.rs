@@ -706,4 +706,11 @@ fn a_secret_is_never_shown_in_a_problem() {
         "{}",
         c.stderr
     );
+    // A device named by mistake is refused, not read for ever.
+    let text = MINIMAL.replace(
+        "system_user_code = \"ABC-123\"",
+        "system_user_code_file = \"/dev/zero\"",
+    );
+    let p = problems(&check(dir.path(), &text, &[], false));
+    assert!(has(&p, "/dev/zero: not a regular file"), "{p:?}");
 }

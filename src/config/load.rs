@@ -526,7 +526,22 @@ impl Loader {
             return;
         }
         let path = base.join(file);
-        match std::fs::read_to_string(&path) {
+        // A secret is a line or a key, never more than this; a device or a
+        // FIFO named by mistake would hang or fill memory.
+        const MAX_SECRET_BYTES: u64 = 1024 * 1024;
+        let read = std::fs::metadata(&path).and_then(|m| {
+            if !m.is_file() {
+                Err(std::io::Error::other("not a regular file"))
+            } else if m.len() > MAX_SECRET_BYTES {
+                Err(std::io::Error::other(format!(
+                    "{} bytes, more than a secret's {MAX_SECRET_BYTES}",
+                    m.len()
+                )))
+            } else {
+                std::fs::read_to_string(&path)
+            }
+        });
+        match read {
             Ok(text) => {
                 let value = text
                     .strip_suffix('\n')
