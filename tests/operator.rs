@@ -4,163 +4,14 @@
 //! are exact: which receipts, which files in which folder, which rows.
 
 mod common;
+use common::ops::*;
 use common::*;
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = r#"
-[paths]
-inbox = "inbox"
-outbox = "outbox"
-failed = "failed"
-archive = "archive"
-state = "state"
-[intake]
-ready = "rename"
-[sender]
-system_user_code = "ABC-123"
-sequence_numbers = true
-[transport]
-kind = "local"
-[transport.local]
-root = "altinn"
-[run]
-poll_ms = 50
-"#;
-        fs::write(dir.path().join("dpv.toml"), config).expect("config");
-        for sub in ["inbox", "altinn"] {
-            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        }
-        Workspace { dir }
-    }
-
-    fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
-    }
-
-    fn drop_file(&self, name: &str, bytes: &[u8]) {
-        drop_careful(&self.path("inbox"), name, bytes);
-    }
-
-    fn sim(&self) -> Killed {
-        Killed(
-            Command::new(bin())
-                .args(["sim", "--poll-ms", "10", "--no-confirmations", "--root"])
-                .arg(self.path("altinn"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start sim"),
-        )
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .arg("--config")
-            .arg(self.path("dpv.toml"))
-            .output()
-            .expect("run dpv-batch")
-    }
-
-    /// A command that must succeed; its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn run_once(&self) {
-        self.ok(&["run", "--once", "--timeout", "60s"]);
-    }
-
-    fn names(&self, sub: &str) -> BTreeSet<String> {
-        match fs::read_dir(self.path(sub)) {
-            Ok(d) => d
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => BTreeSet::new(),
-        }
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    fn status_json(&self, extra: &[&str]) -> serde_json::Value {
-        let mut args = vec!["status", "--json"];
-        args.extend_from_slice(extra);
-        serde_json::from_str(&self.ok(&args)).expect("status json")
-    }
-
-    /// The ids `status --json` lists with these filters.
-    fn ids(&self, extra: &[&str]) -> Vec<i64> {
-        self.status_json(extra)
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| r["id"].as_i64().expect("id"))
-            .collect()
-    }
-
-    fn journal(&self) -> Box<dpv_batch::journal::Journal> {
-        dpv_batch::journal::open(&self.path("state/journal.sqlite")).expect("journal")
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn set_names(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-/// Wait (up to 60 s) until `cond` holds; false if it never did.
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-fn set_mtime(path: &std::path::Path, ago: Duration) {
-    let f = fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.set_modified(SystemTime::now() - ago).expect("set mtime");
-}
 
 #[test]
 fn replay_of_a_rejected_file_is_rejected_again_with_a_second_receipt() {
@@ -296,20 +147,7 @@ fn a_replay_killed_between_its_steps_sends_exactly_once() {
         let ws = Workspace::new();
         ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
         ws.run_once();
-        let mut child = Command::new(bin())
-            .args(["replay", "bad.xml", "--config"])
-            .arg(ws.path("dpv.toml"))
-            .env("DPV_BATCH_TEST_STOP_AT", stop)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("replay");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let reached = lines.any(|l| l.is_ok_and(|l| l == format!("stop point: {stop}")));
-        assert!(reached, "{stop}");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("wait");
+        drop(ws.stopped_at(&["replay", "bad.xml"], stop));
 
         // The daemon takes nothing in: the request was never made ready.
         ws.run_once();
@@ -357,21 +195,7 @@ fn a_daemon_killed_while_taking_a_replay_in_finishes_it_once() {
     ws.drop_file("bad.xml", &sample("invalid/dpv003-bad-reportee.xml"));
     ws.run_once();
     ws.ok(&["replay", "bad.xml"]);
-    let mut child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(ws.path("dpv.toml"))
-        .env("DPV_BATCH_TEST_STOP_AT", "replay-taken")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon");
-    let stderr = child.stderr.take().expect("stderr");
-    let reached = BufReader::new(stderr)
-        .lines()
-        .any(|l| l.is_ok_and(|l| l == "stop point: replay-taken"));
-    assert!(reached);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
+    drop(ws.stopped_at(&["run"], "replay-taken"));
     assert_eq!(ws.ids(&["--state", "received"]), vec![2]);
     assert_eq!(ws.names("state/replay"), set_names(&[".lock", "00000001"]));
 
@@ -616,7 +440,7 @@ fn status_of_one_file_over_altinn3_shows_each_letter() {
         "[paths]\ninbox = \"inbox\"\noutbox = \"outbox\"\nfailed = \"failed\"\narchive = \"archive\"\n\
          state = \"state\"\n[intake]\nready = \"rename\"\n[sender]\nsystem_user_code = \"ABC-123\"\n\
          [transport]\nkind = \"altinn3\"\n{}\n[run]\npoll_ms = 50\n",
-        sim.section(ws.dir.path(), "")
+        sim.section(&ws.path(""), "")
     );
     fs::write(ws.path("dpv.toml"), config).expect("config");
     ws.drop_file("bokmal.xml", &sample("valid/letters-bokmal.xml"));

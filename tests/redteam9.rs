@@ -3,160 +3,12 @@
 //! journal, the local transport and the folder simulator as Altinn.
 
 mod common;
+use common::ops::*;
 use common::*;
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        Workspace::with("")
-    }
-
-    /// A workspace whose config ends with `extra` (more sections).
-    fn with(extra: &str) -> Workspace {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = format!(
-            r#"
-[paths]
-inbox = "inbox"
-outbox = "outbox"
-failed = "failed"
-archive = "archive"
-state = "state"
-[intake]
-ready = "rename"
-[sender]
-system_user_code = "ABC-123"
-sequence_numbers = true
-[transport]
-kind = "local"
-[transport.local]
-root = "altinn"
-[run]
-poll_ms = 50
-{extra}"#
-        );
-        fs::write(dir.path().join("dpv.toml"), config).expect("config");
-        for sub in ["inbox", "altinn"] {
-            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        }
-        Workspace { dir }
-    }
-
-    fn path(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
-    }
-
-    fn drop_file(&self, name: &str, bytes: &[u8]) {
-        drop_careful(&self.path("inbox"), name, bytes);
-    }
-
-    fn sim(&self) -> Killed {
-        Killed(
-            Command::new(bin())
-                .args(["sim", "--poll-ms", "10", "--no-confirmations", "--root"])
-                .arg(self.path("altinn"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start sim"),
-        )
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .arg("--config")
-            .arg(self.path("dpv.toml"))
-            .output()
-            .expect("run dpv-batch")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn run_once(&self) {
-        self.ok(&["run", "--once", "--timeout", "60s"]);
-    }
-
-    fn names(&self, sub: &str) -> BTreeSet<String> {
-        match fs::read_dir(self.path(sub)) {
-            Ok(d) => d
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => BTreeSet::new(),
-        }
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    fn ids(&self, extra: &[&str]) -> Vec<i64> {
-        let mut args = vec!["status", "--json"];
-        args.extend_from_slice(extra);
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&args)).expect("status json");
-        v.as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| r["id"].as_i64().expect("id"))
-            .collect()
-    }
-
-    fn journal(&self) -> Box<dpv_batch::journal::Journal> {
-        dpv_batch::journal::open(&self.path("state/journal.sqlite")).expect("journal")
-    }
-
-    /// Start `args` with a stop point; return once it stands there.
-    fn stopped_at(&self, args: &[&str], stop: &str) -> Killed {
-        let mut child = Command::new(bin())
-            .args(args)
-            .arg("--config")
-            .arg(self.path("dpv.toml"))
-            .env("DPV_BATCH_TEST_STOP_AT", stop)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let reached = BufReader::new(stderr)
-            .lines()
-            .any(|l| l.is_ok_and(|l| l == format!("stop point: {stop}")));
-        assert!(reached, "{args:?} never reached {stop}");
-        Killed(child)
-    }
-}
-
-/// A child process killed (SIGKILL) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn set_names(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
+use std::process::{Command, Stdio};
 
 /// `purge` plans, then removes: a `replay` that comes in between must not
 /// be lost. Its apply step (`purge_file`) on a file with a ready replay
@@ -212,27 +64,6 @@ fn a_purge_that_meets_a_replay_under_way_keeps_the_file_and_the_replay_happens()
         refs.values().all(|&n| n == 2),
         "forced: sent again {refs:?}"
     );
-}
-
-/// A free port on 127.0.0.1 (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("free port")
-        .port()
-}
-
-/// Wait (up to 60 s) until `cond` holds; false if it never did.
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    false
 }
 
 /// Clients of the metrics port that connect and never finish a request
@@ -325,15 +156,6 @@ fn purge_removes_only_the_errors_file_of_the_input_it_purges() {
     assert_eq!(ws.names("archive"), set_names(&["a.xml.errors.txt"]));
     // Its receipt is still in the outbox (recent): file 1's rows stay.
     assert_eq!(ws.ids(&[]), vec![2, 1]);
-}
-
-fn set_mtime(path: &std::path::Path, ago: std::time::Duration) {
-    let f = fs::File::options()
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.set_modified(std::time::SystemTime::now() - ago)
-        .expect("set mtime");
 }
 
 /// The daemon stopped, and the fagsystem went on dropping files: nothing

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod altinn3;
+pub mod ops;
 pub mod sftp;
 pub mod zips;
 
