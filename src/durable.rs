@@ -190,21 +190,9 @@ fn parent(path: &Path) -> &Path {
 /// `stem.2.ext`, `stem.3.ext`, ... Files the fagsystem may have read are
 /// never overwritten.
 pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    free_name_with(dir, name, &|_| false)
-}
-
-/// Like [`free_name`], also skipping names `reserved` says are promised to
-/// someone else (a file not written yet).
-pub fn free_name_with(dir: &Path, name: &str, reserved: &dyn Fn(&str) -> bool) -> PathBuf {
     // lstat, not exists(): a dangling link is something there too.
     let there = |p: &Path| fs::symlink_metadata(p).is_ok();
-    let free = |p: &Path| {
-        !there(p)
-            && !there(&temp_path(p))
-            && !p
-                .file_name()
-                .is_some_and(|n| reserved(&n.to_string_lossy()))
-    };
+    let free = |p: &Path| !there(p) && !there(&temp_path(p));
     let first = dir.join(name);
     if free(&first) {
         return first;
